@@ -1,0 +1,1 @@
+"""Raw data: the challenge layout, image archives, importers and the synthetic sample."""

@@ -1,0 +1,71 @@
+"""Keras image classifiers: a small CNN from scratch or a keras.applications backbone."""
+
+import keras
+from keras import layers
+
+IMAGE_BACKBONES = ("small_cnn", "mobilenet_v3_small", "efficientnet_b0")
+
+
+class PretrainedWeightsUnavailableError(RuntimeError):
+    """ImageNet weights could not be downloaded."""
+
+
+def augmentation_block(params: dict) -> keras.Sequential:
+    """Random flips, rotations and zooms, active only while training."""
+    return keras.Sequential(
+        [
+            layers.RandomFlip("horizontal"),
+            layers.RandomRotation(params["rotation"], fill_mode="constant", fill_value=255.0),
+            layers.RandomZoom(params["zoom"], fill_mode="constant", fill_value=255.0),
+        ],
+        name="augmentation",
+    )
+
+
+def small_cnn(inputs, params: dict):
+    """A few conv-BN-pool blocks from scratch, ending in global average pooling."""
+    x = layers.Rescaling(1.0 / 255)(inputs)
+    for filters in params["filters"]:
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.Activation("relu")(x)
+        x = layers.MaxPooling2D()(x)
+    return layers.GlobalAveragePooling2D()(x)
+
+
+def applications_backbone(name: str, weights: str, size: int, trainable: bool) -> keras.Model:
+    """A keras.applications backbone taking 0–255 pixels, with average pooling."""
+    builders = {
+        "mobilenet_v3_small": lambda **kw: keras.applications.MobileNetV3Small(
+            include_preprocessing=True, minimalistic=False, **kw),
+        "efficientnet_b0": keras.applications.EfficientNetB0,
+    }
+    try:
+        backbone = builders[name](
+            input_shape=(size, size, 3), include_top=False, pooling="avg",
+            weights=None if weights == "none" else weights,
+        )
+    except Exception as error:  # urllib/SSL/HTTP errors all mean the download failed
+        raise PretrainedWeightsUnavailableError(
+            f"train_image.weights={weights}: could not download {name} weights ({error}). "
+            "This machine seems offline: use train_image.weights=none, or pre-fill ~/.keras/models."
+        ) from error
+    backbone.trainable = trainable
+    return backbone
+
+
+def build_image_model(params: dict, size: int, n_classes: int) -> keras.Model:
+    """Build the image classifier named by params['backbone'] for size×size RGB inputs."""
+    name = params["backbone"]
+    if name not in IMAGE_BACKBONES:
+        raise ValueError(f"train_image.backbone must be one of {IMAGE_BACKBONES}, got {name!r}")
+    inputs = keras.Input(shape=(size, size, 3), name="image")
+    x = augmentation_block(params["augment"])(inputs) if params["augment"]["enabled"] else inputs
+    if name == "small_cnn":
+        features = small_cnn(x, params)
+    else:
+        trainable = params["weights"] == "none" or not params["freeze_backbone"]
+        features = applications_backbone(name, params["weights"], size, trainable)(x)
+    features = layers.Dropout(params["dropout"])(features)
+    outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(features)
+    return keras.Model(inputs, outputs, name=f"image_{name}")

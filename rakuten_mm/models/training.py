@@ -1,0 +1,71 @@
+"""Fitting Keras classifiers: class weights, batched inputs from memory-mapped arrays, early stopping."""
+
+import itertools
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+CLASS_WEIGHT_MODES = ("none", "balanced", "sqrt")
+
+
+def class_weights(labels: np.ndarray, n_classes: int, mode: str) -> dict | None:
+    """Per-class loss weights against the 13:1 imbalance: inverse frequency, or its square root."""
+    if mode not in CLASS_WEIGHT_MODES:
+        raise ValueError(f"class_weights must be one of {CLASS_WEIGHT_MODES}, got {mode!r}")
+    if mode == "none":
+        return None
+    counts = np.bincount(labels, minlength=n_classes).astype(float)
+    weights = len(labels) / (n_classes * np.maximum(counts, 1.0))
+    if mode == "sqrt":
+        weights = np.sqrt(weights)
+    return {i: float(w) for i, w in enumerate(weights)}
+
+
+def array_batches(array: np.ndarray, rows: np.ndarray, labels: np.ndarray | None,
+                  batch_size: int, shuffle_seed: int | None) -> tf.data.Dataset:
+    """Batches of array[rows] (a memory-mapped .npy is fine) read one batch at a time."""
+    epochs = itertools.count()
+
+    def generate():
+        order = np.arange(len(rows))
+        if shuffle_seed is not None:
+            # A new but reproducible order each epoch.
+            np.random.default_rng([shuffle_seed, next(epochs)]).shuffle(order)
+        for start in range(0, len(order), batch_size):
+            chosen = order[start:start + batch_size]
+            # Sorted reads from the memory map are sequential on disk.
+            picked = rows[chosen]
+            batch = np.asarray(array[np.sort(picked)])[np.argsort(np.argsort(picked))]
+            yield (batch, labels[chosen]) if labels is not None else batch
+
+    sample_shape = (None, *array.shape[1:])
+    image_spec = tf.TensorSpec(sample_shape, tf.as_dtype(array.dtype))
+    signature = (image_spec, tf.TensorSpec((None,), tf.int32)) if labels is not None else image_spec
+    return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(tf.data.AUTOTUNE)
+
+
+def fit_classifier(model: keras.Model, x, y, validation_data, params: dict,
+                   weights: dict | None, callbacks: list) -> keras.callbacks.History:
+    """Compile with Adam and sparse cross-entropy, then fit with early stopping on val_loss.
+
+    x is a tensor (with labels y) or a batched tf.data pipeline of (inputs, labels) (y None).
+    """
+    model.compile(
+        optimizer=keras.optimizers.Adam(params["learning_rate"]),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    stopper = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=params["patience"], restore_best_weights=True
+    )
+    return model.fit(
+        x, y, batch_size=None if y is None else params["batch_size"],
+        validation_data=validation_data, epochs=params["epochs"],
+        class_weight=weights, callbacks=[stopper, *callbacks], verbose=2,
+    )
+
+
+def predict_probabilities(model: keras.Model, data, batch_size: int | None = None) -> np.ndarray:
+    """Class probabilities as float32, for a tensor (give batch_size) or a batched tf.data pipeline."""
+    return np.asarray(model.predict(data, batch_size=batch_size, verbose=0), dtype=np.float32)

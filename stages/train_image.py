@@ -1,0 +1,65 @@
+"""Stage `train_image`: fit the Keras image classifier on products that have an image."""
+
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from rakuten_mm.categories import N_CLASSES
+from rakuten_mm.data.dataset import load_images, read_split_table, rows_of
+from rakuten_mm.evaluation.live import EpochLogger, StageLive, log_split_scores
+from rakuten_mm.models.image import PretrainedWeightsUnavailableError, build_image_model
+from rakuten_mm.models.io import save_keras_model, set_determinism, write_json
+from rakuten_mm.models.predictor import blank_image_probabilities
+from rakuten_mm.models.training import array_batches, class_weights, fit_classifier, predict_probabilities
+from rakuten_mm.stage import start_stage
+
+log = logging.getLogger("train_image")
+
+
+def image_rows(table: pd.DataFrame, split: pd.DataFrame, name: str) -> np.ndarray:
+    """Rows of a split that have a usable image: the image model never sees blank pictures."""
+    rows = rows_of(split, name)
+    return rows[table["has_image"].to_numpy()[rows]]
+
+
+def main() -> None:
+    params, args = start_stage("train_image", ["dataset", "split", "model", "probs"], "Train the image model.")
+    p, image = params["train_image"], params["image"]
+    set_determinism(p["seed"])
+    table = read_split_table(Path(args.dataset) / "labelled.csv")
+    images = load_images(Path(args.dataset) / "labelled_images.npy")
+    split = pd.read_csv(args.split, index_col="row")
+    labels = table["label"].to_numpy(dtype=np.int32)
+    rows = {name: image_rows(table, split, name) for name in ("train", "val", "test")}
+    try:
+        model = build_image_model(p, image["size"], N_CLASSES)
+    except PretrainedWeightsUnavailableError as error:
+        log.error("%s", error)
+        sys.exit(1)
+    model.summary(print_fn=log.info)
+    batches = {name: array_batches(images, rows[name], labels[rows[name]], p["batch_size"],
+                                   shuffle_seed=p["seed"] if name == "train" else None)
+               for name in ("train", "val")}
+    probs = Path(args.probs)
+    probs.mkdir(parents=True, exist_ok=True)
+    with StageLive("train_image") as live:
+        live.log_params(p)
+        fit_classifier(model, batches["train"], None, batches["val"], p,
+                       class_weights(labels[rows["train"]], N_CLASSES, p["class_weights"]), [EpochLogger(live)])
+        for name in ("val", "test"):
+            all_rows = rows_of(split, name)
+            proba = blank_image_probabilities(len(all_rows), N_CLASSES)
+            with_image = np.isin(all_rows, rows[name])
+            proba[with_image] = predict_probabilities(
+                model, array_batches(images, rows[name], None, p["batch_size"], None))
+            np.save(probs / f"{name}.npy", proba)
+            log_split_scores(live, name, labels[rows[name]], proba[with_image])
+    save_keras_model(model, Path(args.model) / "model.keras")
+    write_json({k: image[k] for k in ("size", "white_threshold", "margin")}, Path(args.model) / "preprocessing.json")
+
+
+if __name__ == "__main__":
+    main()

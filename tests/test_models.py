@@ -10,7 +10,7 @@ from rakuten_mm.models.training import array_batches, class_weights
 TEXT_PARAMS = dict(max_tokens=200, ngrams=2, sequence_length=12, embedding_dim=8, filters=8,
                    kernel_sizes=[2, 3], lstm_units=4, hidden_units=16, dropout=0.1)
 IMAGE_PARAMS = dict(weights="none", freeze_backbone=True, filters=[4, 8], dropout=0.1,
-                    augment={"enabled": True, "rotation": 0.05, "zoom": 0.1})
+                    augment={"enabled": True, "flip": True, "rotation": 0.05, "zoom": 0.1})
 TEXTS = ["chaise en bois massif"] * 20 + ["roman policier poche"] * 20
 
 

@@ -3,6 +3,8 @@
 import logging
 import os
 import shutil
+import socket
+from urllib.parse import urlparse
 import zipfile
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -81,14 +83,30 @@ def import_from_dir(source: str | Path, out_dir: str | Path, files: dict) -> dic
     return {"labelled": len(labelled), "unlabelled": len(unlabelled), **counts}
 
 
+def check_hub_reachable(endpoint: str, timeout_s: float) -> None:
+    """Open one TCP connection to the hub, so that an offline machine fails in seconds, not retries."""
+    url = urlparse(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout_s).close()
+    except OSError as error:
+        raise HubUnreachableError(
+            f"Hugging Face hub unreachable at {endpoint} ({error}). Download the files yourself and run "
+            "with `dvc exp run -S import.source=dir -S import.dir.path=<folder>`, or set HF_HUB_OFFLINE=1 "
+            "if they are already in the HF cache."
+        ) from error
+
+
 def download_from_hub(hub: dict, link_dir: str | Path) -> Path:
     """Download the challenge files from a Hugging Face dataset repo into the HF cache.
 
     Returns link_dir holding a symlink per file, named as the dir layout expects.
     """
     # Imported here so that the sample and dir sources work without the hub client.
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import constants, hf_hub_download
 
+    if not constants.HF_HUB_OFFLINE:
+        check_hub_reachable(constants.ENDPOINT, hub["timeout_s"])
     os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", str(hub["timeout_s"]))
     os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", str(hub["timeout_s"]))
     link_dir = Path(link_dir)

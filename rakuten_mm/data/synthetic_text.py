@@ -3,9 +3,10 @@
 All word lists are invented catalogue vocabulary; nothing is copied from the challenge data.
 """
 
+import functools
+import math
+import random
 from dataclasses import dataclass
-
-import numpy as np
 
 from rakuten_mm.categories import CODES
 
@@ -16,12 +17,17 @@ def _words(text: str) -> tuple[str, ...]:
 
 
 # --- Noise knobs -----------------------------------------------------------------------------
-# Share of rows whose class words come from a sibling class: the same kind of ambiguity as the
-# real catalogue's borderline products, and the main reason text alone stays below ~0.9 F1.
-SIBLING_TEXT_RATE = 0.10
+# Ambiguous listings, the reason text alone stays below ~0.9 F1 (as on the real catalogue):
+# - sibling: the row reads like a sibling class (confidently wrong for any text model);
+# - mixed: half its class words come from a sibling (text hesitates, the photo can decide);
+# - vague: no class words at all, only family and generic ones (same).
+SIBLING_TEXT_RATE = 0.05
+MIXED_TEXT_RATE = 0.12
+VAGUE_TEXT_RATE = 0.10
 # How a title's words are drawn after its head phrase; family and generic words carry little or no
 # class signal, so their weight sets how often a short title is ambiguous within its family.
 TITLE_WORD_MIX = {"class": 0.30, "family": 0.30, "generic": 0.25, "attribute": 0.15}
+TITLE_WORD_POOLS, TITLE_WORD_WEIGHTS = tuple(TITLE_WORD_MIX), tuple(TITLE_WORD_MIX.values())
 # Share of rows whose title starts with a family word instead of a class phrase (vague listings).
 VAGUE_HEAD_RATE = 0.25
 # Descriptions are long; most of their sentences are boilerplate so they add little signal.
@@ -30,17 +36,26 @@ CLASS_SENTENCE_RATE = 0.30
 TITLE_MEDIAN_CHARS = 58
 TITLE_LENGTH_SIGMA = 0.45
 TITLE_MIN_CHARS, TITLE_MAX_CHARS = 10, 250
+# Most sellers capitalise every word, some write in lower case, a few shout.
+TITLE_CASE_RATE, UPPER_CASE_RATE = 0.80, 0.03
+# Brands: half of them recur within a class (a weak cue, as real brands are); a few seller
+# suffixes ("_Name1234") add the unique junk tokens real titles carry.
+BRAND_RATE, CLASS_BRAND_RATE, SELLER_SUFFIX_RATE = 0.30, 0.5, 0.05
+# Sentences per description: geometric, median ~10 (~600 characters) with a long tail of spec sheets.
+DESCRIPTION_SENTENCE_P, DESCRIPTION_MAX_SENTENCES = 0.06, 30
+# Descriptions often repeat the title; some families have their own stock sentences.
+REPEAT_TITLE_RATE, FAMILY_SENTENCE_RATE = 0.30, 0.25
 # Share of present descriptions with HTML tags / entities (the pipeline's cleaner must strip them).
-HTML_TAG_RATE = 0.18
+HTML_TAG_RATE = 0.19
 HTML_ENTITY_RATE = 0.40
 # Share of descriptions whose language follows the title's (the rest are French).
 DESCRIPTION_SAME_LANGUAGE_RATE = 0.8
 
 # Share of rows without description; books and magazines are mostly listed by title only.
-DEFAULT_MISSING_DESCRIPTION_RATE = 0.22
+DEFAULT_MISSING_DESCRIPTION_RATE = 0.25
 MISSING_DESCRIPTION_RATE = {
-    10: 0.85, 2705: 0.60, 2403: 0.90, 2280: 0.88, 1160: 0.80, 1180: 0.70, 40: 0.55, 1140: 0.50,
-    2462: 0.70, 1320: 0.35, 1281: 0.30, 1280: 0.25, 50: 0.25, 60: 0.25,
+    10: 0.85, 2705: 0.70, 2403: 0.92, 2280: 0.90, 1160: 0.85, 1180: 0.75, 40: 0.60, 1140: 0.60,
+    2462: 0.75, 1320: 0.40, 1281: 0.30, 1280: 0.30, 50: 0.30, 60: 0.30,
     2583: 0.04, 1560: 0.04, 2582: 0.06, 2060: 0.08, 1920: 0.08, 2585: 0.06, 2220: 0.05,
     1940: 0.08, 2905: 0.02, 1302: 0.10, 1300: 0.12, 1301: 0.15, 2522: 0.12,
 }
@@ -256,10 +271,11 @@ FAMILIES = {
 }
 
 FAMILY_WORDS = {
-    "books": _words("Histoire|Amour|Guerre|Cuisine|Voyage|Enfants|Femmes|Roman|Paris|France|Mystère|Secrets|"
-                    "Vie|Mort|Nuit|Jardin|Art|Musique|Science|Nature|Le Monde|Les Hommes|L'homme|La Mer|"
-                    "Le Roi|Religion|Chevaliers|Sorcière|Aventures|Mémoire|Révolution|Empire|Poésie|"
-                    "Philosophie|Politique|Éducation|Santé|Auteur|Éditions|Livre|Lecture|Chapitre|Pages"),
+    "books": _words("L'histoire|L'amour|La Guerre|La Cuisine|Le Voyage|Les Enfants|Les Femmes|Le Roman|Paris|"
+                    "La France|Le Mystère|Les Secrets|La Vie|La Mort|La Nuit|Le Jardin|L'art|La Musique|"
+                    "La Science|La Nature|Le Monde|Les Hommes|L'homme|La Mer|Le Roi|La Religion|Les Chevaliers|"
+                    "La Sorcière|Les Aventures|La Mémoire|La Révolution|L'empire|La Poésie|La Philosophie|"
+                    "La Politique|L'éducation|La Santé|L'auteur|Éditions|Livre|Lecture|Chapitre|Pages"),
     "games": _words("Jeu|Jeux|Console|Playstation|Ps4|Ps3|Xbox 360|Xbox One|Nintendo|Wii|Switch|Ds|3ds|"
                     "Game Boy|Pc|Gamer|Gaming|Édition|Pal|Ntsc|Vidéo|Joueur|Multijoueur|Rétro|Collector|"
                     "Action|Course|Combat|Manette|Jeu Vidéo"),
@@ -321,7 +337,7 @@ SIZES = _words("S|M|L|XL|XXL|Unique|36|38|40|42")
 DESCRIPTION_SENTENCES = {
     "fr": _words("100% tout neuf et de haute qualité.|Livraison rapide et soignée.|"
                  "Le paquet comprend: 1 x {word}.|Matériel: {material}. Couleur: {color}.|"
-                 "Remarque: en raison de la différence entre les écrans la couleur peut être légèrement différente.|"
+                 "Remarque: la couleur peut être légèrement différente selon les écrans.|"
                  "Veuillez vérifier la taille avant d'acheter.|Dimensions : {dim}. Poids : {n}0 g.|"
                  "Parfait pour offrir à l'occasion d'un anniversaire ou de Noël.|"
                  "Caractéristiques: {word} {word2} facile à installer et à nettoyer.|"
@@ -366,8 +382,19 @@ FAMILY_SENTENCES = {
                         "Peinte à la main, détails réalistes.|Hauteur : {k}0 cm environ."),
 }
 
+BOOK_LINKS = _words("De|Et|Pour|Sur|Dans|Sans|Contre|Ou|Face À")
+PLACEHOLDER_NAMES = ("{n}", "{k}", "{num}", "{year}", "{date}", "{ref}", "{dim}", "{size}")
+
 # Markers that make the generated HTML look like the marketplace's (and that a cleaner must strip).
 HTML_ENTITIES = {"'": "&#39;", "é": "&eacute;", "è": "&egrave;", "à": "&agrave;", '"': "&quot;"}
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Where a row's words come from: family_code's family words and class_codes' own words."""
+
+    family_code: int
+    class_codes: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -378,53 +405,49 @@ class ProductText:
     description: str | None
     language: str
 
-BOOK_ARTICLES = _words("Le|La|Les|L'|Un|Une|Mon|Nos")
-BOOK_LINKS = _words("De|Du|Des|Et|Pour|Sur|Dans|Sans|Contre|Au")
-TITLE_CASE_RATE, UPPER_CASE_RATE = 0.80, 0.03
-BRAND_RATE, CLASS_BRAND_RATE, SELLER_SUFFIX_RATE = 0.30, 0.5, 0.05
-PLACEHOLDER_NAMES = ("{n}", "{k}", "{num}", "{year}", "{date}", "{ref}", "{dim}", "{size}")
 
-
-def families_of(code: int) -> list[str]:
+@functools.lru_cache(maxsize=None)
+def families_of(code: int) -> tuple[str, ...]:
     """Names of the families a class belongs to."""
-    return [name for name, codes in FAMILIES.items() if code in codes]
+    return tuple(name for name, codes in FAMILIES.items() if code in codes)
 
 
-def siblings_of(code: int) -> list[int]:
+@functools.lru_cache(maxsize=None)
+def siblings_of(code: int) -> tuple[int, ...]:
     """Classes sharing at least one family with the given class."""
-    return sorted({other for name in families_of(code) for other in FAMILIES[name] if other != code})
+    return tuple(sorted({other for name in families_of(code) for other in FAMILIES[name] if other != code}))
 
 
 def _make_class_brands(code: int, count: int = 5) -> tuple[str, ...]:
     """A few fixed invented brand names per class (seeded by the code, so stable across runs)."""
-    rng = np.random.default_rng(code)
+    rng = random.Random(f"brands:{code}")
     return tuple(_brand_from(rng) for _ in range(count))
 
 
-def _brand_from(rng: np.random.Generator) -> str:
+def _brand_from(rng: random.Random) -> str:
     """An invented brand name of two or three syllables."""
-    syllables = rng.choice(BRAND_SYLLABLES, size=int(rng.integers(2, 4)))
+    syllables = rng.choices(BRAND_SYLLABLES, k=rng.randrange(2, 4))
     return "".join(syllables).capitalize()
 
 
 CLASS_BRANDS = {code: _make_class_brands(code) for code in CODES}
 
 
-def pick(options, rng: np.random.Generator) -> str:
+def pick(options, rng: random.Random) -> str:
     """One element of a sequence, chosen with the row's generator."""
-    return options[int(rng.integers(len(options)))]
+    return options[rng.randrange(len(options))]
 
 
-def fill_placeholders(phrase: str, rng: np.random.Generator) -> str:
+def fill_placeholders(phrase: str, rng: random.Random) -> str:
     """Replace {n}, {year}, {ref}... by random numbers, dates, references and dimensions."""
     if "{" not in phrase:
         return phrase
     values = {
-        "{n}": lambda: str(int(rng.integers(2, 60))),
-        "{k}": lambda: str(int(rng.integers(2, 13))),
-        "{num}": lambda: str(int(rng.integers(1, 1000))),
-        "{year}": lambda: str(int(rng.integers(1920, 2020))),
-        "{date}": lambda: f"{int(rng.integers(1, 29)):02d}/{int(rng.integers(1, 13)):02d}/{int(rng.integers(1935, 1995))}",
+        "{n}": lambda: str(rng.randrange(2, 60)),
+        "{k}": lambda: str(rng.randrange(2, 13)),
+        "{num}": lambda: str(rng.randrange(1, 1000)),
+        "{year}": lambda: str(rng.randrange(1920, 2020)),
+        "{date}": lambda: f"{rng.randrange(1, 29):02d}/{rng.randrange(1, 13):02d}/{rng.randrange(1935, 1995)}",
         "{ref}": lambda: make_reference(rng),
         "{dim}": lambda: make_dimension(rng),
         "{size}": lambda: pick(SIZES, rng),
@@ -435,19 +458,19 @@ def fill_placeholders(phrase: str, rng: np.random.Generator) -> str:
     return phrase
 
 
-def make_reference(rng: np.random.Generator) -> str:
-    """A seller reference such as 'Kx-Fr019' or 'Pap014ma' (letters and digits)."""
-    letters = "".join(chr(ord("A") + int(i)) for i in rng.integers(0, 26, size=int(rng.integers(2, 4))))
-    digits = int(rng.integers(1, 100000))
+def make_reference(rng: random.Random) -> str:
+    """A seller reference such as 'Kx-Fr019' or 'Tuv04127' (letters and digits)."""
+    letters = "".join(chr(ord("A") + rng.randrange(26)) for _ in range(rng.randrange(2, 4)))
+    digits = rng.randrange(1, 100000)
     if rng.random() < 0.5:
         return f"{letters.capitalize()}{digits:03d}"
     return f"{letters[:2].capitalize()}-Fr{digits % 1000:03d}"
 
 
-def make_dimension(rng: np.random.Generator) -> str:
+def make_dimension(rng: random.Random) -> str:
     """A catalogue dimension such as '90cm', '45 X 45 Cm' or '120x60x75cm'."""
-    a, b, c = (int(v) for v in rng.integers(5, 250, size=3))
-    form = int(rng.integers(3))
+    a, b, c = (rng.randrange(5, 250) for _ in range(3))
+    form = rng.randrange(3)
     if form == 0:
         return f"{a}cm"
     if form == 1:
@@ -455,7 +478,7 @@ def make_dimension(rng: np.random.Generator) -> str:
     return f"{a}x{b}x{c}cm"
 
 
-def choose_language(code: int, rng: np.random.Generator) -> str:
+def choose_language(code: int, rng: random.Random) -> str:
     """'fr', 'en' or 'de' for one row, with the class's import/translation rates."""
     draw = rng.random()
     if draw < ENGLISH_RATE.get(code, 0.0) and code in CLASS_WORDS_EN:
@@ -465,16 +488,25 @@ def choose_language(code: int, rng: np.random.Generator) -> str:
     return "fr"
 
 
-def pick_text_source(code: int, rng: np.random.Generator) -> int:
-    """The class whose vocabulary a row uses: its own, or a sibling's for ambiguous listings."""
+def choose_vocabulary(code: int, rng: random.Random) -> Vocabulary:
+    """Whose words a row uses: its class's, a sibling's, a mix of both, or only its family's."""
     siblings = siblings_of(code)
-    if siblings and rng.random() < SIBLING_TEXT_RATE:
-        return pick(siblings, rng)
-    return code
+    draw = rng.random()
+    if siblings and draw < SIBLING_TEXT_RATE:
+        sibling = pick(siblings, rng)
+        return Vocabulary(family_code=sibling, class_codes=(sibling,))
+    if siblings and draw < SIBLING_TEXT_RATE + MIXED_TEXT_RATE:
+        return Vocabulary(family_code=code, class_codes=(code, pick(siblings, rng)))
+    if draw > 1.0 - VAGUE_TEXT_RATE:
+        return Vocabulary(family_code=code, class_codes=())
+    return Vocabulary(family_code=code, class_codes=(code,))
 
 
-def class_word(source: int, language: str, rng: np.random.Generator) -> str:
+def class_word(vocab: Vocabulary, language: str, rng: random.Random) -> str:
     """A phrase specific to the class, in the row's language when a translated list exists."""
+    if not vocab.class_codes:
+        return family_word(vocab, language, rng)
+    source = pick(vocab.class_codes, rng)
     translated = {"en": CLASS_WORDS_EN, "de": CLASS_WORDS_DE}.get(language, {})
     # Translated listings still mix in French catalogue words, as marketplace imports do.
     if source in translated and rng.random() < 0.75:
@@ -482,9 +514,9 @@ def class_word(source: int, language: str, rng: np.random.Generator) -> str:
     return fill_placeholders(pick(CLASS_WORDS[source], rng), rng)
 
 
-def family_word(source: int, language: str, rng: np.random.Generator) -> str:
+def family_word(vocab: Vocabulary, language: str, rng: random.Random) -> str:
     """A word shared by the class's family (falls back to generic words for loners)."""
-    families = families_of(source)
+    families = families_of(vocab.family_code)
     if not families:
         return generic_word(language, rng)
     family = pick(families, rng)
@@ -493,14 +525,14 @@ def family_word(source: int, language: str, rng: np.random.Generator) -> str:
     return fill_placeholders(pick(FAMILY_WORDS[family], rng), rng)
 
 
-def generic_word(language: str, rng: np.random.Generator) -> str:
+def generic_word(language: str, rng: random.Random) -> str:
     """A catalogue word that says nothing about the class."""
     return pick(GENERIC_WORDS[language], rng)
 
 
-def attribute_word(language: str, rng: np.random.Generator) -> str:
+def attribute_word(language: str, rng: random.Random) -> str:
     """A color, material, size, quantity, reference or invented brand."""
-    kind = int(rng.integers(5))
+    kind = rng.randrange(5)
     if kind == 0:
         return pick(COLORS[language], rng)
     if kind == 1:
@@ -510,48 +542,44 @@ def attribute_word(language: str, rng: np.random.Generator) -> str:
     return fill_placeholders(pick(ATTRIBUTE_PATTERNS, rng), rng)
 
 
-def brand_for(code: int, rng: np.random.Generator) -> str:
+def brand_for(code: int, rng: random.Random) -> str:
     """A brand: often one of the class's usual brands, otherwise a one-off invented name."""
     if rng.random() < CLASS_BRAND_RATE:
         return pick(CLASS_BRANDS[code], rng)
     return _brand_from(rng)
 
 
-def book_phrase(rng: np.random.Generator) -> str:
+def book_phrase(rng: random.Random) -> str:
     """A book-like title such as 'Les Secrets De La Nuit' from the shared books vocabulary."""
     topics = FAMILY_WORDS["books"]
-    first = pick(BOOK_ARTICLES, rng)
-    phrase = first + ("" if first.endswith("'") else " ") + pick(topics, rng).lower()
+    phrase = pick(topics, rng)
     if rng.random() < 0.6:
-        article = pick(BOOK_ARTICLES, rng)
-        second = article + ("" if article.endswith("'") else " ") + pick(topics, rng).lower()
-        phrase = f"{phrase} {pick(BOOK_LINKS, rng)} {second}"
+        phrase = f"{phrase} {pick(BOOK_LINKS, rng)} {pick(topics, rng)}"
     return phrase
 
 
-def title_word(source: int, language: str, rng: np.random.Generator) -> str:
+def title_word(vocab: Vocabulary, language: str, rng: random.Random) -> str:
     """One more title word, drawn from the class, family, generic or attribute pools."""
-    pools = list(TITLE_WORD_MIX)
-    kind = pools[int(rng.choice(len(pools), p=list(TITLE_WORD_MIX.values())))]
+    kind = rng.choices(TITLE_WORD_POOLS, weights=TITLE_WORD_WEIGHTS)[0]
     if kind == "class":
-        return class_word(source, language, rng)
+        return class_word(vocab, language, rng)
     if kind == "family":
-        return family_word(source, language, rng)
+        return family_word(vocab, language, rng)
     if kind == "generic":
         return generic_word(language, rng)
     return attribute_word(language, rng)
 
 
-def title_head(source: int, language: str, rng: np.random.Generator) -> str:
+def title_head(vocab: Vocabulary, language: str, rng: random.Random) -> str:
     """The title's first phrase: usually what the product is, sometimes only its family."""
-    if source in FAMILIES["books"] and language == "fr" and rng.random() < 0.55:
+    if vocab.family_code in FAMILIES["books"] and language == "fr" and rng.random() < 0.55:
         return book_phrase(rng)
     if rng.random() < VAGUE_HEAD_RATE:
-        return family_word(source, language, rng)
-    return class_word(source, language, rng)
+        return family_word(vocab, language, rng)
+    return class_word(vocab, language, rng)
 
 
-def apply_title_case(text: str, rng: np.random.Generator) -> str:
+def apply_title_case(text: str, rng: random.Random) -> str:
     """Most listings capitalise every word; some are lower case or shouted."""
     draw = rng.random()
     if draw < UPPER_CASE_RATE:
@@ -561,52 +589,51 @@ def apply_title_case(text: str, rng: np.random.Generator) -> str:
     return text[:1].upper() + text[1:].lower()
 
 
-def title_length_target(rng: np.random.Generator) -> int:
+def title_length_target(rng: random.Random) -> int:
     """How many characters this title aims for (lognormal around the real median)."""
-    length = TITLE_MEDIAN_CHARS * np.exp(TITLE_LENGTH_SIGMA * rng.standard_normal())
-    return int(np.clip(length, TITLE_MIN_CHARS, TITLE_MAX_CHARS))
+    length = TITLE_MEDIAN_CHARS * math.exp(TITLE_LENGTH_SIGMA * rng.gauss(0.0, 1.0))
+    return int(min(max(length, TITLE_MIN_CHARS), TITLE_MAX_CHARS))
 
 
-def make_title(source: int, language: str, rng: np.random.Generator) -> str:
+def make_title(vocab: Vocabulary, language: str, rng: random.Random) -> str:
     """A catalogue title: head phrase, brand, mixed class/family/generic words, attributes."""
     target = title_length_target(rng)
-    parts = [title_head(source, language, rng)]
+    parts = [title_head(vocab, language, rng)]
     if rng.random() < BRAND_RATE:
-        parts.insert(0 if rng.random() < 0.6 else 1, brand_for(source, rng))
+        parts.insert(0 if rng.random() < 0.6 else 1, brand_for(vocab.family_code, rng))
     while len(" ".join(parts)) < target:
-        parts.append(title_word(source, language, rng))
+        parts.append(title_word(vocab, language, rng))
     title = " ".join(parts)
     if len(title) > TITLE_MAX_CHARS:
         title = title[:TITLE_MAX_CHARS].rsplit(" ", 1)[0]
     if rng.random() < SELLER_SUFFIX_RATE:
-        title += f"_{_brand_from(rng)}{int(rng.integers(100, 9999))}"
+        title += f"_{_brand_from(rng)}{rng.randrange(100, 9999)}"
     return apply_title_case(title, rng)
 
 
-DESCRIPTION_SENTENCE_P = 0.13  # geometric: median ~5-6 sentences, a long tail of spec sheets
-DESCRIPTION_MAX_SENTENCES = 30
-FAMILY_SENTENCE_RATE = 0.25
-REPEAT_TITLE_RATE = 0.30
+def geometric(p: float, rng: random.Random) -> int:
+    """A geometric draw (number of trials up to the first success, at least 1)."""
+    return 1 + int(math.log(1.0 - rng.random()) / math.log(1.0 - p))
 
 
-def class_sentence(source: int, language: str, rng: np.random.Generator) -> str:
+def class_sentence(vocab: Vocabulary, language: str, rng: random.Random) -> str:
     """A sentence made of the class's and family's own words (the informative part)."""
-    words = [class_word(source, language, rng)]
-    for _ in range(int(rng.integers(1, 5))):
-        words.append(family_word(source, language, rng) if rng.random() < 0.5 else generic_word(language, rng))
-    words.insert(int(rng.integers(len(words) + 1)), class_word(source, language, rng))
+    words = [class_word(vocab, language, rng)]
+    for _ in range(rng.randrange(1, 5)):
+        words.append(family_word(vocab, language, rng) if rng.random() < 0.5 else generic_word(language, rng))
+    words.insert(rng.randrange(len(words) + 1), class_word(vocab, language, rng))
     sentence = " ".join(words).lower()
     return sentence[:1].upper() + sentence[1:] + "."
 
 
-def boilerplate_sentence(source: int, language: str, rng: np.random.Generator) -> str:
+def boilerplate_sentence(vocab: Vocabulary, language: str, rng: random.Random) -> str:
     """A marketplace sentence (shipping, quality, sizes) with a few words of the product slotted in."""
     template = pick(DESCRIPTION_SENTENCES[language], rng)
-    families = [name for name in families_of(source) if name in FAMILY_SENTENCES]
+    families = [name for name in families_of(vocab.family_code) if name in FAMILY_SENTENCES]
     if families and rng.random() < FAMILY_SENTENCE_RATE:
         template = pick(FAMILY_SENTENCES[pick(families, rng)], rng)
     replacements = {
-        "{word}": lambda: (class_word if rng.random() < 0.5 else family_word)(source, language, rng).lower(),
+        "{word}": lambda: (class_word if rng.random() < 0.5 else family_word)(vocab, language, rng).lower(),
         "{word2}": lambda: generic_word(language, rng).lower(),
         "{material}": lambda: pick(MATERIALS, rng).lower(),
         "{color}": lambda: pick(COLORS[language], rng).lower(),
@@ -617,21 +644,21 @@ def boilerplate_sentence(source: int, language: str, rng: np.random.Generator) -
     return fill_placeholders(template, rng)
 
 
-def description_sentences(source: int, language: str, title: str, rng: np.random.Generator) -> list[str]:
+def description_sentences(vocab: Vocabulary, language: str, title: str, rng: random.Random) -> list[str]:
     """The plain sentences of one description (sometimes opening with the title again)."""
-    count = min(int(rng.geometric(DESCRIPTION_SENTENCE_P)), DESCRIPTION_MAX_SENTENCES)
+    count = min(geometric(DESCRIPTION_SENTENCE_P, rng), DESCRIPTION_MAX_SENTENCES)
     sentences = [title] if rng.random() < REPEAT_TITLE_RATE else []
     for _ in range(count):
         if rng.random() < CLASS_SENTENCE_RATE:
-            sentences.append(class_sentence(source, language, rng))
+            sentences.append(class_sentence(vocab, language, rng))
         else:
-            sentences.append(boilerplate_sentence(source, language, rng))
+            sentences.append(boilerplate_sentence(vocab, language, rng))
     return sentences
 
 
-def add_html_tags(sentences: list[str], rng: np.random.Generator) -> str:
+def add_html_tags(sentences: list[str], rng: random.Random) -> str:
     """Join sentences the way rich-content listings do: <br />, <p>, <li> and bold headings."""
-    style = int(rng.integers(4))
+    style = rng.randrange(4)
     if style == 0:
         return "<br />".join(sentences)
     if style == 1:
@@ -642,7 +669,7 @@ def add_html_tags(sentences: list[str], rng: np.random.Generator) -> str:
     return f"<strong>{sentences[0]}</strong><br /> " + "<br /><br />".join(sentences[1:])
 
 
-def add_html_entities(text: str, rng: np.random.Generator) -> str:
+def add_html_entities(text: str, rng: random.Random) -> str:
     """Escape apostrophes and some accents as HTML entities; add one when none applies."""
     escaped = text.replace("'", HTML_ENTITIES["'"])
     for char in ("é", "è", "à"):
@@ -655,11 +682,11 @@ def add_html_entities(text: str, rng: np.random.Generator) -> str:
     return escaped
 
 
-def make_description(source: int, language: str, title: str, rng: np.random.Generator) -> str:
+def make_description(vocab: Vocabulary, language: str, title: str, rng: random.Random) -> str:
     """A description: boilerplate plus class sentences, optionally with HTML tags and entities."""
     if rng.random() > DESCRIPTION_SAME_LANGUAGE_RATE:
         language = "fr"
-    sentences = description_sentences(source, language, title, rng) or [title]
+    sentences = description_sentences(vocab, language, title, rng) or [title]
     if rng.random() < HTML_TAG_RATE and len(sentences) > 1:
         text = add_html_tags(sentences, rng)
     else:
@@ -669,11 +696,11 @@ def make_description(source: int, language: str, title: str, rng: np.random.Gene
     return text
 
 
-def make_product_text(code: int, rng: np.random.Generator) -> ProductText:
+def make_product_text(code: int, rng: random.Random) -> ProductText:
     """Title, optional description and language of one product of the given class."""
     language = choose_language(code, rng)
-    source = pick_text_source(code, rng)
-    title = make_title(source, language, rng)
+    vocab = choose_vocabulary(code, rng)
+    title = make_title(vocab, language, rng)
     missing_rate = MISSING_DESCRIPTION_RATE.get(code, DEFAULT_MISSING_DESCRIPTION_RATE)
-    description = None if rng.random() < missing_rate else make_description(source, language, title, rng)
+    description = None if rng.random() < missing_rate else make_description(vocab, language, title, rng)
     return ProductText(designation=title, description=description, language=language)

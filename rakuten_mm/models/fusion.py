@@ -31,6 +31,8 @@ def stacking_features(text: np.ndarray, image: np.ndarray) -> np.ndarray:
 def fit_stacking(text, image, has_image, labels, C: float, seed: int) -> dict:
     """Multinomial logistic regression on both models' log-probabilities, rows with an image only."""
     n_classes = text.shape[1]
+    if len(np.unique(labels[has_image])) < 2:
+        raise ValueError("stacking needs validation rows with images from at least two classes")
     model = LogisticRegression(C=C, max_iter=2000, random_state=seed)
     model.fit(stacking_features(text[has_image], image[has_image]), labels[has_image])
     # A class absent from the validation rows keeps a huge negative bias: never predicted.

@@ -11,25 +11,30 @@ class PretrainedWeightsUnavailableError(RuntimeError):
 
 
 def augmentation_block(params: dict) -> keras.Sequential:
-    """Random flips, rotations and zooms, active only while training."""
-    return keras.Sequential(
-        [
-            layers.RandomFlip("horizontal"),
-            layers.RandomRotation(params["rotation"], fill_mode="constant", fill_value=255.0),
-            layers.RandomZoom(params["zoom"], fill_mode="constant", fill_value=255.0),
-        ],
-        name="augmentation",
-    )
+    """Random flips, rotations and zooms (each off when 0), active only while training."""
+    steps = [layers.RandomFlip("horizontal")] if params["flip"] else []
+    # Products sit on white: fill what a rotation or zoom uncovers with white, not black.
+    if params["rotation"]:
+        steps.append(layers.RandomRotation(params["rotation"], fill_mode="constant", fill_value=255.0))
+    if params["zoom"]:
+        steps.append(layers.RandomZoom(params["zoom"], fill_mode="constant", fill_value=255.0))
+    return keras.Sequential(steps, name="augmentation")
+
+
+def conv_bn_relu(x, filters: int, strides: int = 1):
+    """3×3 convolution, batch normalisation, ReLU."""
+    x = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    return layers.Activation("relu")(x)
 
 
 def small_cnn(inputs, params: dict):
-    """A few conv-BN-pool blocks from scratch, ending in global average pooling."""
+    """A strided stem then conv-BN-pool blocks from scratch, ending in global average pooling."""
     x = layers.Rescaling(1.0 / 255)(inputs)
-    for filters in params["filters"]:
-        x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
-        x = layers.BatchNormalization()(x)
-        x = layers.Activation("relu")(x)
-        x = layers.MaxPooling2D()(x)
+    # The strided stem halves the resolution first: most of a small CNN's CPU cost is there.
+    x = conv_bn_relu(x, params["filters"][0], strides=2)
+    for filters in params["filters"][1:]:
+        x = layers.MaxPooling2D()(conv_bn_relu(x, filters))
     return layers.GlobalAveragePooling2D()(x)
 
 

@@ -1,32 +1,46 @@
-"""Keras text classifiers that read the cleaned, lower-cased product text as raw strings."""
+"""Keras text classifiers that read the cleaned, lower-cased product text as raw strings.
+
+Training vectorises the texts once and fits a head on the vectors; the saved model is the
+vectorizer and the head assembled, so serving takes raw strings through the same layer.
+"""
 
 import keras
 import numpy as np
 import tensorflow as tf
 from keras import layers
+from scipy import sparse
 
 TEXT_MODELS = ("tfidf", "cnn", "bilstm")
 
 
-def make_vectorizer(kind: str, params: dict) -> layers.TextVectorization:
-    """TextVectorization in tf-idf mode for the tfidf model, integer sequences otherwise."""
+def adapt_vectorizer(kind: str, train_texts: list[str], params: dict) -> layers.TextVectorization:
+    """TextVectorization fitted on the training texts: tf-idf n-grams for tfidf, sequences otherwise."""
+    if kind not in TEXT_MODELS:
+        raise ValueError(f"train_text.model must be one of {TEXT_MODELS}, got {kind!r}")
     # Lower-casing is done in Python before (see features.text); here only punctuation goes.
+    options = dict(max_tokens=params["max_tokens"], standardize="strip_punctuation", name="vectorizer")
     if kind == "tfidf":
-        return layers.TextVectorization(
-            max_tokens=params["max_tokens"], standardize="strip_punctuation",
-            ngrams=params["ngrams"], output_mode="tf_idf", name="vectorizer",
-        )
-    return layers.TextVectorization(
-        max_tokens=params["max_tokens"], standardize="strip_punctuation",
-        output_mode="int", output_sequence_length=params["sequence_length"], name="vectorizer",
-    )
+        vectorizer = layers.TextVectorization(ngrams=params["ngrams"], output_mode="tf_idf", **options)
+    else:
+        vectorizer = layers.TextVectorization(
+            output_mode="int", output_sequence_length=params["sequence_length"], **options)
+    vectorizer.adapt(tf.data.Dataset.from_tensor_slices(np.asarray(train_texts, dtype=object)).batch(2048))
+    return vectorizer
 
 
-def sequence_encoder(tokens, params: dict, kind: str):
+def vectorize(vectorizer: layers.TextVectorization, texts: list[str], chunk: int = 1024):
+    """Vectors of all texts: a CSR matrix for tf-idf (mostly zeros), an int array for sequences."""
+    parts = [np.asarray(vectorizer(text_tensor(texts[start:start + chunk])))
+             for start in range(0, len(texts), chunk)]
+    if vectorizer.get_config()["output_mode"] == "tf_idf":
+        return sparse.vstack([sparse.csr_matrix(part) for part in parts], format="csr", dtype=np.float32)
+    return np.concatenate(parts).astype(np.int32)
+
+
+def sequence_encoder(tokens, params: dict, kind: str, vocabulary_size: int):
     """Embedding followed by parallel convolutions (cnn) or a bidirectional LSTM (bilstm)."""
-    embedded = layers.Embedding(
-        params["max_tokens"], params["embedding_dim"], mask_zero=kind == "bilstm", name="embedding"
-    )(tokens)
+    embedded = layers.Embedding(vocabulary_size, params["embedding_dim"], mask_zero=kind == "bilstm",
+                                name="embedding")(tokens)
     if kind == "bilstm":
         return layers.Bidirectional(layers.LSTM(params["lstm_units"]), name="bilstm")(embedded)
     pooled = [
@@ -36,24 +50,33 @@ def sequence_encoder(tokens, params: dict, kind: str):
     return layers.Concatenate(name="conv_features")(pooled)
 
 
-def build_text_model(kind: str, train_texts: list[str], params: dict, n_classes: int) -> keras.Model:
-    """Build and adapt a text classifier of the given kind on the training texts."""
-    if kind not in TEXT_MODELS:
-        raise ValueError(f"train_text.model must be one of {TEXT_MODELS}, got {kind!r}")
-    vectorizer = make_vectorizer(kind, params)
-    vectorizer.adapt(tf.data.Dataset.from_tensor_slices(np.asarray(train_texts, dtype=object)).batch(2048))
-    inputs = keras.Input(shape=(1,), dtype="string", name="text")
-    features = vectorizer(inputs)
+def build_text_head(kind: str, params: dict, vectorizer: layers.TextVectorization, n_classes: int) -> keras.Model:
+    """The trainable part: tf-idf vectors or token ids in, class probabilities out."""
+    vocabulary_size = vectorizer.vocabulary_size()
     if kind == "tfidf":
-        features = layers.Dropout(params["dropout"])(features)
+        inputs = keras.Input(shape=(vocabulary_size,), name="tfidf")
+        features = layers.Dropout(params["dropout"])(inputs)
     else:
-        features = sequence_encoder(features, params, kind)
+        inputs = keras.Input(shape=(params["sequence_length"],), dtype="int32", name="tokens")
+        features = sequence_encoder(inputs, params, kind, vocabulary_size)
     hidden = layers.Dense(params["hidden_units"], activation="relu", name="hidden")(features)
     hidden = layers.Dropout(params["dropout"])(hidden)
     outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(hidden)
-    return keras.Model(inputs, outputs, name=f"text_{kind}")
+    return keras.Model(inputs, outputs, name=f"text_{kind}_head")
 
 
-def text_tensor(texts: list[str]) -> tf.Tensor:
-    """Shape a list of strings as the (batch, 1) string tensor the text models take."""
-    return tf.constant(np.asarray(texts, dtype=object).reshape(-1, 1))
+def assemble_text_model(vectorizer: layers.TextVectorization, head: keras.Model) -> keras.Model:
+    """Raw strings → vectorizer → head: the model that is saved and served."""
+    inputs = keras.Input(shape=(), dtype="string", name="text")
+    return keras.Model(inputs, head(vectorizer(inputs)), name=head.name.removesuffix("_head"))
+
+
+def build_text_model(kind: str, train_texts: list[str], params: dict, n_classes: int) -> keras.Model:
+    """An end-to-end text classifier (untrained head) adapted on the training texts."""
+    vectorizer = adapt_vectorizer(kind, train_texts, params)
+    return assemble_text_model(vectorizer, build_text_head(kind, params, vectorizer, n_classes))
+
+
+def text_tensor(texts) -> tf.Tensor:
+    """A list of strings as the (batch,) string tensor the text models take."""
+    return tf.constant(np.asarray(list(texts), dtype=object).reshape(-1))

@@ -5,6 +5,7 @@ import itertools
 import keras
 import numpy as np
 import tensorflow as tf
+from scipy import sparse
 
 CLASS_WEIGHT_MODES = ("none", "balanced", "sqrt")
 
@@ -22,9 +23,22 @@ def class_weights(labels: np.ndarray, n_classes: int, mode: str) -> dict | None:
     return {i: float(w) for i, w in enumerate(weights)}
 
 
-def array_batches(array: np.ndarray, rows: np.ndarray, labels: np.ndarray | None,
+def take_rows(array, rows: np.ndarray) -> np.ndarray:
+    """array[rows] as a dense array, reading sorted rows (sequential on a memory map, fast on CSR)."""
+    order = np.argsort(rows, kind="stable")
+    batch = array[rows[order]]
+    batch = batch.toarray() if sparse.issparse(batch) else np.asarray(batch)
+    restored = np.empty_like(batch)
+    restored[order] = batch
+    return restored
+
+
+def array_batches(array, rows: np.ndarray, labels: np.ndarray | None,
                   batch_size: int, shuffle_seed: int | None) -> tf.data.Dataset:
-    """Batches of array[rows] (a memory-mapped .npy is fine) read one batch at a time."""
+    """Batches of array[rows] read one batch at a time (memory-mapped .npy or CSR matrix).
+
+    labels, when given, are aligned with rows (labels[i] belongs to rows[i]).
+    """
     epochs = itertools.count()
 
     def generate():
@@ -34,14 +48,12 @@ def array_batches(array: np.ndarray, rows: np.ndarray, labels: np.ndarray | None
             np.random.default_rng([shuffle_seed, next(epochs)]).shuffle(order)
         for start in range(0, len(order), batch_size):
             chosen = order[start:start + batch_size]
-            # Sorted reads from the memory map are sequential on disk.
-            picked = rows[chosen]
-            batch = np.asarray(array[np.sort(picked)])[np.argsort(np.argsort(picked))]
-            yield (batch, labels[chosen]) if labels is not None else batch
+            batch = take_rows(array, rows[chosen])
+            yield (batch, labels[chosen].astype(np.int32)) if labels is not None else batch
 
     sample_shape = (None, *array.shape[1:])
-    image_spec = tf.TensorSpec(sample_shape, tf.as_dtype(array.dtype))
-    signature = (image_spec, tf.TensorSpec((None,), tf.int32)) if labels is not None else image_spec
+    input_spec = tf.TensorSpec(sample_shape, tf.as_dtype(np.dtype(array.dtype)))
+    signature = (input_spec, tf.TensorSpec((None,), tf.int32)) if labels is not None else input_spec
     return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(tf.data.AUTOTUNE)
 
 

@@ -1,0 +1,81 @@
+"""The real `dvc repro` on a tiny parameter set, in a temporary copy of the repository."""
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from pipeline_utils import run
+from rakuten_mm.categories import CODES
+
+pytestmark = pytest.mark.slow
+STAGES = ["import", "make_dataset", "split", "train_text", "train_image", "train_fusion", "evaluate"]
+MODELS = ["text", "image", "fusion", "baseline"]
+
+
+def ran_stages(output: str) -> list[str]:
+    """Stage names that `dvc repro` actually ran (not restored or skipped)."""
+    return re.findall(r"Running stage '([^']+)'", output)
+
+
+@pytest.fixture
+def pipeline(tiny_pipeline):
+    return tiny_pipeline
+
+
+def test_every_stage_runs_and_writes_its_outs(pipeline):
+    repo, output = pipeline
+    assert ran_stages(output) == STAGES
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    for stage in STAGES:
+        for out in lock["stages"][stage]["outs"]:
+            assert (repo / out["path"]).exists(), out["path"]
+    assert "up to date" in run(["dvc", "status"], repo).stdout
+
+
+def test_metrics_cover_every_model(pipeline):
+    repo, _ = pipeline
+    shown = json.loads(run(["dvc", "metrics", "show", "--json"], repo).stdout)
+    metrics = next(iter(shown.values()))["data"]["metrics/evaluate/metrics.json"]["data"]
+    for model in MODELS:
+        for name in ("accuracy", "f1_weighted", "f1_macro"):
+            assert 0.0 <= metrics[model][name] <= 1.0, (model, name)
+    assert len(metrics["per_class_f1"]) == 27
+    # Even on 700 rows the text model must be far above chance (1/27).
+    assert metrics["text"]["f1_weighted"] > 0.3
+    latency = json.loads((repo / "metrics/latency.json").read_text())
+    assert latency["batch_1"]["per_item_ms_p50"] > 0 and latency["batch_64"]["batch_size"] > 1
+
+
+def test_submission_has_one_prediction_per_unlabelled_row(pipeline):
+    repo, _ = pipeline
+    submission = pd.read_csv(repo / "data/predictions/submission.csv", index_col=0)
+    unlabelled = pd.read_csv(repo / "data/raw/X_test_update.csv", index_col=0)
+    assert list(submission.columns) == ["prdtypecode"]
+    assert list(submission.index) == list(unlabelled.index)
+    assert submission["prdtypecode"].isin(CODES).all()
+
+
+def test_image_probabilities_are_blank_only_without_image(pipeline):
+    repo, _ = pipeline
+    table = pd.read_csv(repo / "data/interim/labelled.csv", index_col="index")
+    split = pd.read_csv(repo / "data/processed/split.csv", index_col="row")
+    has_image = table["has_image"].to_numpy()[split.index[split["split"] == "test"]]
+    image = np.load(repo / "data/probs/image/test.npy")
+    assert np.isnan(image[~has_image]).all() and np.isfinite(image[has_image]).all()
+    report = json.loads((repo / "metrics/data_report.json").read_text())["labelled"]
+    assert report["images_missing"] + report["images_unreadable"] == int((~table["has_image"]).sum())
+
+
+def test_changing_fusion_method_reruns_only_fusion_and_evaluate(pipeline):
+    repo, _ = pipeline
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["train_fusion"]["method"] = "stacking"
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    result = run(["dvc", "repro"], repo)
+    assert ran_stages(result.stdout) == ["train_fusion", "evaluate"]
+    fusion = json.loads((repo / "models/fusion/fusion.json").read_text())
+    assert fusion["method"] == "stacking"

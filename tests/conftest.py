@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from pipeline_utils import copy_repository, run
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REAL_SAMPLE = REPO_ROOT.parent / "shared" / "rakuten-real-sample"
 
@@ -14,3 +16,14 @@ def real_sample() -> Path:
     if not (REAL_SAMPLE / "X_train_update.csv").is_file():
         pytest.skip(f"real sample not found at {REAL_SAMPLE}")
     return REAL_SAMPLE
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory) -> tuple[Path, str]:
+    """A temporary copy of the repository after a real `dvc repro` on tests/tiny_params.yaml.
+
+    Returns (repo path, the repro's output). Shared by every test that needs trained models.
+    """
+    repo = copy_repository(tmp_path_factory.mktemp("pipeline"))
+    result = run(["dvc", "repro"], repo, timeout=900)
+    return repo, result.stdout + result.stderr

@@ -72,11 +72,10 @@ def check_pixel_count(width: int, height: int, max_pixels: int | None) -> None:
 def decode_jpeg_scaled(
     data: bytes, min_size: int, max_pixels: int | None = None, formats: tuple[str, ...] = ACCEPTED_FORMATS
 ) -> Image.Image:
-    """Decode bytes to RGB, letting JPEG skip resolution down to the smallest scale >= min_size.
-
-    max_pixels rejects images by the size their header declares, before any pixel is decoded:
-    a few kilobytes of PNG can declare a 50,000 x 50,000 canvas (a decompression bomb).
-    """
+    """Decode bytes to RGB, letting JPEG skip resolution down to the smallest scale >= min_size."""
+    # max_pixels refuses an image by the size its header declares, before any pixel is decoded:
+    # a few kilobytes of PNG can declare a 50,000 x 50,000 canvas (a decompression bomb).
+    # formats limits the decoders tried; bytes none of them recognise are UnsupportedImageFormatError.
     if min_size < 1:
         raise ValueError(f"min_size must be >= 1, got {min_size}")
     try:
@@ -163,11 +162,9 @@ def preprocess_image_bytes(
     max_pixels: int | None = None,
     formats: tuple[str, ...] = ACCEPTED_FORMATS,
 ) -> np.ndarray:
-    """Turn encoded image bytes into the model's (size, size, 3) uint8 input.
-
-    max_pixels and formats only decide which images are refused (see decode_jpeg_scaled);
-    an accepted image goes through exactly the same steps whatever their values.
-    """
+    """Turn encoded image bytes into the model's (size, size, 3) uint8 input."""
+    # max_pixels and formats only decide which images are refused (see decode_jpeg_scaled);
+    # an accepted image goes through exactly the same steps whatever their values.
     decoded = np.asarray(decode_jpeg_scaled(data, size, max_pixels, formats))
     cropped = crop_white_border(decoded, white_threshold, margin)
     return resize_square(pad_to_square(cropped, WHITE), size)

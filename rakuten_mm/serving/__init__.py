@@ -1,0 +1,1 @@
+"""The prediction API: FastAPI over the models that `dvc repro` put in models/."""

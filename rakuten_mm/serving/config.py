@@ -1,0 +1,94 @@
+"""API settings, read from RAKUTEN_API_* environment variables and an optional .env file."""
+
+import secrets
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+# HS256 keys shorter than the hash output (32 bytes) weaken the signature (RFC 7518 §3.2).
+MIN_SECRET_LENGTH = 32
+IMAGE_FORMATS = ("JPEG", "PNG", "WEBP")
+# Largest body of /token's form and of any route that takes no upload.
+SMALL_BODY_LIMIT = 64 * 1024
+
+
+class MissingSecretError(RuntimeError):
+    """The JWT signing secret is absent or too short outside development mode."""
+
+
+class Settings(BaseSettings):
+    """Every knob of the API; .env.example documents each one."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RAKUTEN_API_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # Security
+    secret_key: SecretStr | None = None
+    dev_mode: bool = False
+    access_token_expire_minutes: int = Field(30, gt=0)
+    users_file: Path = Path("users.json")
+    users: dict[str, str] = Field(default_factory=dict)
+    bcrypt_rounds: int = Field(12, ge=4, le=31)
+    # Models
+    models_dir: Path = Path("models")
+    dvc_lock: Path = Path("dvc.lock")
+    tf_threads: int = Field(1, ge=0)
+    # Rate limits (limits library syntax: "10/minute", "100 per hour", "5/second;100/minute")
+    rate_limit_enabled: bool = True
+    predict_rate_limit: str = "10/minute"
+    batch_rate_limit: str = "10/minute"
+    token_rate_limit: str = "5/minute"
+    rate_limit_storage_uri: str = "memory://"
+    # Input limits
+    max_upload_bytes: int = Field(10 * MIB, gt=0)
+    max_image_pixels: int = Field(40_000_000, gt=0)
+    max_batch_size: int = Field(128, gt=0)
+    max_batch_bytes: int = Field(50 * MIB, gt=0)
+    # Logging
+    log_dir: Path = Path("logs")
+    log_level: str = "INFO"
+    log_file_max_bytes: int = Field(10 * MIB, gt=0)
+    log_file_backups: int = Field(5, ge=0)
+
+    @field_validator("secret_key", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value):
+        """An empty RAKUTEN_API_SECRET_KEY= line (as in .env.example) means no secret."""
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        """Accept only the standard logging level names."""
+        level = value.upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError(f"unknown log level {value!r}")
+        return level
+
+    @cached_property
+    def signing_key(self) -> str:
+        """The JWT secret; a random per-process one in dev mode, else refuse to go on without it."""
+        if self.secret_key is not None:
+            key = self.secret_key.get_secret_value()
+            if len(key) >= MIN_SECRET_LENGTH or self.dev_mode:
+                return key
+            raise MissingSecretError(
+                f"RAKUTEN_API_SECRET_KEY is {len(key)} characters long; use at least {MIN_SECRET_LENGTH}"
+            )
+        if self.dev_mode:
+            # Tokens die with the process and are not shared between workers: development only.
+            return secrets.token_urlsafe(48)
+        raise MissingSecretError(
+            "RAKUTEN_API_SECRET_KEY is not set. Generate one with "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(48))'` and put it in the "
+            "environment or .env, or set RAKUTEN_API_DEV_MODE=true for a throw-away local key."
+        )
+
+    @property
+    def predict_body_limit(self) -> int:
+        """Largest /predict request body: one image plus room for the text fields."""
+        return self.max_upload_bytes + MIB

@@ -1,0 +1,91 @@
+"""Request and response bodies of the API."""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_DESIGNATION_CHARS = 1_000
+MAX_DESCRIPTION_CHARS = 100_000
+MAX_IDENTIFIER_CHARS = 256
+# A designation must hold at least one non-blank character (in the OpenAPI schema too).
+HAS_TEXT = r"\S"
+
+
+class Message(BaseModel):
+    """The welcome message and where to read the documentation."""
+
+    message: str
+    docs: str
+    redoc: str
+    openapi: str
+
+
+class Status(BaseModel):
+    """Whether the API and its models are up, and which model version is served."""
+
+    status: str
+    models_loaded: bool
+    model_version: str
+    model_outs: dict[str, str] = Field(description="md5 of each model out in dvc.lock")
+    models_dir: str
+
+
+class Token(BaseModel):
+    """An OAuth2 bearer token."""
+
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int = Field(description="seconds until the token expires")
+
+
+class ClassProbability(BaseModel):
+    """One product type code, its category name and its fused probability."""
+
+    prdtypecode: int
+    category: str
+    probability: float
+
+
+class Prediction(BaseModel):
+    """The predicted product type of one product."""
+
+    prdtypecode: int
+    category: str
+    probability: float = Field(description="fused probability of the predicted code")
+    top5: list[ClassProbability] = Field(description="the five most probable codes, most probable first")
+    modalities: list[Literal["text", "image"]] = Field(description="inputs the prediction used")
+    note: str | None = Field(None, description="why a modality was not used, when one was not")
+    productid: int | None = None
+    imageid: int | None = None
+    product_identifier: str | None = None
+    model_version: str
+    probabilities: list[ClassProbability] | None = Field(
+        None, description="all 27 codes in increasing code order; only with include_probabilities=true")
+
+
+class BatchPrediction(Prediction):
+    """One prediction of a batch, with its position in the request."""
+
+    row: int = Field(description="0-based position of the product in the request")
+
+
+class BatchResponse(BaseModel):
+    """One prediction per product, in the order of the request."""
+
+    count: int
+    model_version: str
+    predictions: list[BatchPrediction]
+
+
+class BatchProduct(BaseModel):
+    """One product of a JSON batch: text fields and an optional base64-encoded image."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    designation: str = Field(max_length=MAX_DESIGNATION_CHARS, pattern=HAS_TEXT, description="product title")
+    description: str | None = Field(None, max_length=MAX_DESCRIPTION_CHARS)
+    productid: int | None = None
+    imageid: int | None = None
+    product_identifier: str | None = Field(None, max_length=MAX_IDENTIFIER_CHARS)
+    image_base64: str | None = Field(
+        None, description="JPEG, PNG or WebP bytes in base64 (a data:image/...;base64, prefix is accepted)")

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from rakuten_mm.models.image import PretrainedWeightsUnavailableError, build_image_model
-from rakuten_mm.models.io import save_keras_model, set_determinism
+from rakuten_mm.models.io import renumber_shared_objects, save_keras_model, set_determinism
 from rakuten_mm.models.text import build_text_model, text_tensor
 from rakuten_mm.models.training import array_batches, class_weights
 
@@ -80,3 +80,10 @@ def test_array_batches_keep_rows_aligned_with_labels():
     assert sorted(seen) == sorted(rows.tolist()) and seen != rows.tolist()
     ordered = np.concatenate([b.numpy()[:, 0, 0, 0] for b in array_batches(array, rows, None, 3, None)])
     np.testing.assert_array_equal(ordered, rows)
+
+
+def test_shared_object_ids_are_renumbered_consistently():
+    config = b'{"a": {"shared_object_id": 140475259569424}, "b": {"shared_object_id": 999}, ' \
+             b'"c": {"shared_object_id": 140475259569424}}'
+    assert renumber_shared_objects(config) == (
+        b'{"a": {"shared_object_id": 1}, "b": {"shared_object_id": 2}, "c": {"shared_object_id": 1}}')

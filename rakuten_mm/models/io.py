@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -11,6 +12,20 @@ import keras
 from rakuten_mm.data.archive import FIXED_ZIP_TIME
 
 
+_SHARED_OBJECT_ID = re.compile(rb'"shared_object_id": (\d+)')
+
+
+def renumber_shared_objects(config: bytes) -> bytes:
+    """Replace Keras's shared_object_id values (memory addresses) with 1, 2, … in order of appearance."""
+    numbers: dict[bytes, int] = {}
+
+    def stable(match: re.Match) -> bytes:
+        number = numbers.setdefault(match.group(1), len(numbers) + 1)
+        return b'"shared_object_id": ' + str(number).encode()
+
+    return _SHARED_OBJECT_ID.sub(stable, config)
+
+
 def save_keras_model(model: keras.Model, path: str | Path) -> None:
     """Save a .keras archive with fixed member timestamps and no save date."""
     path = Path(path)
@@ -18,7 +33,8 @@ def save_keras_model(model: keras.Model, path: str | Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / path.name
         model.save(raw)
-        # Keras stamps the save time into metadata.json and the zip entries.
+        # Keras stamps the save time into metadata.json and the zip entries, and memory
+        # addresses into config.json; none of them says anything about the model.
         with zipfile.ZipFile(raw) as source, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
             for info in source.infolist():
                 data = source.read(info)
@@ -26,6 +42,8 @@ def save_keras_model(model: keras.Model, path: str | Path) -> None:
                     metadata = json.loads(data)
                     metadata.pop("date_saved", None)
                     data = json.dumps(metadata, sort_keys=True).encode()
+                elif info.filename == "config.json":
+                    data = renumber_shared_objects(data)
                 fixed = zipfile.ZipInfo(info.filename, date_time=FIXED_ZIP_TIME)
                 fixed.compress_type = zipfile.ZIP_DEFLATED
                 target.writestr(fixed, data)

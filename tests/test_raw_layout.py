@@ -32,3 +32,16 @@ def test_rows_without_label_are_an_error(tmp_path):
     pd.DataFrame({"prdtypecode": [1560]}, index=[5]).to_csv(tmp_path / "y.csv")
     with pytest.raises(RawLayoutError, match="no prdtypecode for 1 rows"):
         read_labelled(tmp_path / "x.csv", tmp_path / "y.csv")
+
+
+def test_a_header_only_test_file_reads_as_an_empty_table(tmp_path):
+    pd.DataFrame(columns=["designation", "description", "productid", "imageid"]).to_csv(tmp_path / "x.csv")
+    table = read_features(tmp_path / "x.csv")
+    assert table.empty and table["imageid"].dtype == "int64"
+
+
+def test_non_integer_ids_are_an_error(tmp_path):
+    pd.DataFrame({"designation": ["a"], "description": [""], "productid": ["p1"], "imageid": [3]}).to_csv(
+        tmp_path / "x.csv")
+    with pytest.raises(RawLayoutError, match="column 'productid' must hold integer ids"):
+        read_features(tmp_path / "x.csv")

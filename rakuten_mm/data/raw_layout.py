@@ -33,7 +33,10 @@ def read_features(path: str | Path) -> pd.DataFrame:
     """Read X_train/X_test: designation, description, productid, imageid."""
     table = read_table(path, FEATURE_COLUMNS)
     for column in ("productid", "imageid"):
-        if not pd.api.types.is_integer_dtype(table[column]):
+        if table.empty:
+            # A test file with a header only (no unlabelled products) reads as untyped columns.
+            table[column] = table[column].astype("int64")
+        elif not pd.api.types.is_integer_dtype(table[column]):
             raise RawLayoutError(f"{path}: column '{column}' must hold integer ids")
     return table
 

@@ -1,0 +1,83 @@
+"""The quality gate on a small git repository with hand-written metrics files (no pipeline)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline_utils import run
+from rakuten_mm.evaluation.gate import GateError, check_gate, main
+
+METRICS_FILE = "metrics/evaluate/metrics.json"
+GATE_PARAMS = {"gate": {"metric": "fusion.f1_weighted", "tolerance": 0.01}}
+
+
+def write_metrics(repo: Path, fusion_f1: float) -> None:
+    """Write a metrics file shaped like the evaluate stage's."""
+    path = repo / METRICS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"fusion": {"f1_weighted": fusion_f1, "accuracy": 0.5}}))
+
+
+@pytest.fixture
+def gate_repo(tmp_path) -> Path:
+    """A git repo whose `main` branch has fusion.f1_weighted = 0.80."""
+    run(["git", "init", "-q", "-b", "main"], tmp_path)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(GATE_PARAMS))
+    write_metrics(tmp_path, 0.80)
+    run(["git", "add", "-A"], tmp_path)
+    run(["git", "commit", "-qm", "baseline"], tmp_path)
+    return tmp_path
+
+
+def run_gate_cli(repo: Path) -> subprocess.CompletedProcess:
+    """The gate as CI runs it, in a subprocess."""
+    return subprocess.run([sys.executable, "-m", "rakuten_mm.evaluation.gate", "--rev", "main", "--repo", str(repo)],
+                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+
+
+@pytest.mark.parametrize("new_f1", [0.80, 0.795, 0.85])
+def test_gate_passes_within_tolerance_or_on_improvement(gate_repo, new_f1):
+    write_metrics(gate_repo, new_f1)
+    result = run_gate_cli(gate_repo)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("gate PASS: fusion.f1_weighted")
+
+
+def test_gate_fails_on_a_drop_beyond_tolerance(gate_repo):
+    write_metrics(gate_repo, 0.78)
+    result = run_gate_cli(gate_repo)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gate FAIL: fusion.f1_weighted = 0.7800 vs 0.8000 at main")
+
+
+def test_gate_result_numbers(gate_repo):
+    write_metrics(gate_repo, 0.7)
+    result = check_gate(gate_repo, "main", "fusion.f1_weighted", 0.01)
+    assert (result.baseline, result.current, result.passed) == (0.8, 0.7, False)
+    assert result.drop == pytest.approx(0.1)
+
+
+def test_missing_metric_is_an_error_not_a_pass(gate_repo):
+    (gate_repo / METRICS_FILE).write_text(json.dumps({"text": {"f1_weighted": 0.9}}))
+    with pytest.raises(GateError, match="fusion.f1_weighted.*not found in workspace"):
+        check_gate(gate_repo, "main", "fusion.f1_weighted", 0.01)
+    result = run_gate_cli(gate_repo)
+    assert result.returncode == 2 and result.stderr.startswith("gate ERROR: metric 'fusion.f1_weighted' not found")
+
+
+def test_unknown_revision_and_missing_gate_section_are_errors(gate_repo, capsys):
+    assert main(["--rev", "no-such-branch", "--repo", str(gate_repo)]) == 2
+    assert "cannot read metrics/evaluate/metrics.json at no-such-branch" in capsys.readouterr().err
+    (gate_repo / "params.yaml").write_text("other: 1\n")
+    assert main(["--repo", str(gate_repo)]) == 2
+    assert "needs a `gate:` section" in capsys.readouterr().err
+
+
+def test_repository_params_configure_the_gate():
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    assert params["gate"]["metric"] == "fusion.f1_weighted" and 0 < params["gate"]["tolerance"] < 1

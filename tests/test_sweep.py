@@ -1,0 +1,52 @@
+"""scripts/sweep.py: the grid expansion, and a real 2×1 sweep queued on a copy of the tiny pipeline."""
+
+import csv
+import io
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline_utils import run
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "scripts"))
+from sweep import combinations  # noqa: E402
+
+BEST_LINE = re.compile(r"^best: (\S+) fusion\.f1_weighted=([0-9.]+)", re.MULTILINE)
+
+
+def test_combinations_is_the_cross_product_in_file_order():
+    grid = yaml.safe_load((REPO_ROOT / "sweeps" / "text_and_fusion.yaml").read_text())
+    assert combinations(grid) == [
+        ["train_text.model=tfidf", "train_fusion.method=weighted"],
+        ["train_text.model=tfidf", "train_fusion.method=stacking"],
+        ["train_text.model=cnn", "train_fusion.method=weighted"],
+        ["train_text.model=cnn", "train_fusion.method=stacking"],
+    ]
+    assert combinations({"a": 1}) == [["a=1"]]
+
+
+@pytest.mark.slow
+def test_sweep_runs_every_combination_and_reports_the_best(tiny_pipeline, tmp_path):
+    repo = Path(shutil.copytree(tiny_pipeline[0], tmp_path / "repo", symlinks=True))
+    # Experiments start from HEAD: commit the results so only the swept stages rerun.
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "tiny results"], repo)
+    sweeps = tmp_path / "sweeps"
+    sweeps.mkdir()
+    (sweeps / "fusion.yaml").write_text("train_fusion.method: [weighted, stacking]\n")
+    output = run([sys.executable, str(REPO_ROOT / "scripts" / "sweep.py"), "fusion", "--jobs", "1",
+                  "--sweeps-dir", str(sweeps), "--timeout", "300"], repo, timeout=400).stdout
+    queued = dict(re.findall(r"^queued (\S+): train_fusion\.method=(\w+)$", output, re.MULTILINE))
+    assert sorted(queued.values()) == ["stacking", "weighted"], output
+    best_name, best_f1 = BEST_LINE.search(output).groups()
+    rows = {row["Experiment"]: row for row in csv.DictReader(io.StringIO(run(["dvc", "exp", "show", "--csv"], repo).stdout))}
+    for name, method in queued.items():
+        assert rows[name]["State"] == "Success" and rows[name]["train_fusion.method"] == method
+    scores = {name: float(rows[name]["fusion.f1_weighted"]) for name in queued}
+    assert best_name == max(scores, key=scores.get)
+    assert float(best_f1) == pytest.approx(scores[best_name], abs=1e-4)

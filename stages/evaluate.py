@@ -66,6 +66,7 @@ def write_predictions(out: Path, test: pd.DataFrame, test_fused: np.ndarray, unl
 
 
 def main() -> None:
+    """Score every model on the test split, write predictions, metrics and latency."""
     params, args = start_stage("evaluate", ["dataset", "split", "models", "predictions", "latency"], "Evaluate.")
     p, dataset = params["evaluate"], Path(args.dataset)
     table, images = read_split_table(dataset / "labelled.csv"), load_images(dataset / "labelled_images.npy")

@@ -34,6 +34,7 @@ def import_raw(params: dict, out: Path) -> dict:
 
 
 def main() -> None:
+    """Import raw data into the out folder from the source params.yaml names."""
     params, args = start_stage("import", ["out"], "Import raw data (sample, hub or dir).")
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)

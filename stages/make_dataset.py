@@ -39,6 +39,7 @@ def build_split(name: str, raw_table: pd.DataFrame, archive: Path, out: Path, im
 
 
 def main() -> None:
+    """Clean both raw splits and write their tables, image arrays and the data report."""
     params, args = start_stage("make_dataset", ["raw", "out", "report"], "Clean text, preprocess images.")
     raw, out, files = Path(args.raw), Path(args.out), params["import"]["files"]
     out.mkdir(parents=True, exist_ok=True)

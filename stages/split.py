@@ -26,6 +26,7 @@ def stratified_split(labels: pd.Series, val_size: float, test_size: float, seed:
 
 
 def main() -> None:
+    """Write the stratified split of the labelled rows and its sizes."""
     params, args = start_stage("split", ["dataset", "out", "summary"], "Stratified train/val/test split.")
     p = params["split"]
     table = read_split_table(Path(args.dataset) / "labelled.csv")

@@ -28,6 +28,7 @@ def validation_inputs(dataset: Path, split_path: Path, text_probs: Path, image_p
 
 
 def main() -> None:
+    """Fit the fusion on validation probabilities and log its validation scores."""
     params, args = start_stage(
         "train_fusion", ["dataset", "split", "text_probs", "image_probs", "model"], "Fit the fusion."
     )

@@ -26,6 +26,7 @@ def image_rows(table: pd.DataFrame, split: pd.DataFrame, name: str) -> np.ndarra
 
 
 def main() -> None:
+    """Train the image model, then save it and its validation and test probabilities."""
     params, args = start_stage("train_image", ["dataset", "split", "model", "probs"], "Train the image model.")
     p, image = params["train_image"], params["image"]
     set_determinism(p["seed"])

@@ -26,6 +26,7 @@ def texts_and_labels(table: pd.DataFrame, rows: np.ndarray, max_chars: int) -> t
 
 
 def main() -> None:
+    """Train the text model, then save it and its validation and test probabilities."""
     params, args = start_stage("train_text", ["dataset", "split", "model", "probs"], "Train the text model.")
     p = params["train_text"]
     set_determinism(p["seed"])

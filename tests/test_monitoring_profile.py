@@ -34,6 +34,9 @@ def test_detect_language_of_typical_titles(title, language):
 
 def test_undecided_title_falls_back_to_the_description():
     assert detect_language("Xbox 360 250", "Livré avec sa manette et le câble") == "fr"
+    assert detect_language("Xbox 360 250", "Shipped with the controller and its cable") == "en"
+    # A decided title wins over its description (imports often come with a French description).
+    assert detect_language("The Legend Of The Kingdom", "Livré avec sa manette et le câble") == "en"
 
 
 def test_language_matches_the_synthetic_generator_mostly():

@@ -11,8 +11,6 @@ from rakuten_mm.data.dataset import load_images, read_split_table, rows_of
 from rakuten_mm.evaluation.latency import per_item_latency_ms
 from rakuten_mm.evaluation.live import StageLive
 from rakuten_mm.evaluation.metrics import classification_scores, per_class_f1
-from rakuten_mm.features.text import model_input_texts
-from rakuten_mm.models.baseline import build_baseline
 from rakuten_mm.models.io import write_json
 from rakuten_mm.models.predictor import ProductClassifier
 from rakuten_mm.stage import start_stage
@@ -24,14 +22,6 @@ def predict_rows(classifier: ProductClassifier, table: pd.DataFrame, images: np.
     """Text, image and fused probabilities of some rows of a cleaned split."""
     part = table.iloc[rows]
     return classifier.predict_proba(part["title"], part["description"], images[rows], part["has_image"].to_numpy())
-
-
-def baseline_predictions(table: pd.DataFrame, split: pd.DataFrame, params: dict, max_chars: int) -> np.ndarray:
-    """Fit the TF-IDF + linear SVM baseline on the train rows and predict the test rows."""
-    texts = np.asarray(model_input_texts(table["title"], table["description"], max_chars), dtype=object)
-    train, test = rows_of(split, "train"), rows_of(split, "test")
-    baseline = build_baseline(params).fit(texts[train], table["label"].to_numpy()[train])
-    return baseline.predict(texts[test])
 
 
 def score_all(live: StageLive, labels: np.ndarray, probs: dict, has_image: np.ndarray, baseline: np.ndarray) -> dict:
@@ -67,7 +57,8 @@ def write_predictions(out: Path, test: pd.DataFrame, test_fused: np.ndarray, unl
 
 def main() -> None:
     """Score every model on the test split, write predictions, metrics and latency."""
-    params, args = start_stage("evaluate", ["dataset", "split", "models", "predictions", "latency"], "Evaluate.")
+    params, args = start_stage("evaluate", ["dataset", "split", "models", "baseline", "predictions", "latency"],
+                               "Evaluate.")
     p, dataset = params["evaluate"], Path(args.dataset)
     table, images = read_split_table(dataset / "labelled.csv"), load_images(dataset / "labelled_images.npy")
     unlabelled = read_split_table(dataset / "unlabelled.csv")
@@ -77,7 +68,7 @@ def main() -> None:
     classifier = ProductClassifier(args.models)
     probs = predict_rows(classifier, table, images, test_rows)
     labels, has_image = table["label"].to_numpy()[test_rows], table["has_image"].to_numpy()[test_rows]
-    baseline = baseline_predictions(table, split, p["baseline"], params["train_text"]["max_description_chars"])
+    baseline = np.load(Path(args.baseline) / "test.npy")
     with StageLive("evaluate") as live:
         scores = score_all(live, labels, probs, has_image, baseline)
     log.info("test scores: %s", {k: round(v["f1_weighted"], 4) for k, v in scores.items()})

@@ -41,7 +41,7 @@ def main() -> None:
         live.log_params(p)
         if "text_weight" in fusion:
             live.log_metric("text_weight", fusion["text_weight"], plot=False)
-        scores = log_split_scores(live, "val", val["labels"], fused)
+        scores = log_split_scores(live, "val", val["labels"], fused.argmax(1))
     log.info("fusion %s on validation: %s", p["method"], scores)
 
 

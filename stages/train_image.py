@@ -1,16 +1,26 @@
-"""Stage `train_image`: fit the Keras image classifier on products that have an image."""
+"""Stage `train_image`: fit the Keras image classifier on products that have an image.
+
+train_image.input=pixels trains a whole network on the image arrays; input=features trains only a
+head on the frozen backbone features of the image_features stage (seconds per epoch, for sweeps).
+"""
 
 import logging
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 import pandas as pd
 
 from rakuten_mm.categories import N_CLASSES
 from rakuten_mm.data.dataset import load_images, read_split_table, rows_of
 from rakuten_mm.evaluation.live import EpochLogger, StageLive, log_split_scores
-from rakuten_mm.models.image import PretrainedWeightsUnavailableError, build_image_model
+from rakuten_mm.models.image import (
+    PretrainedWeightsUnavailableError,
+    build_feature_head,
+    build_image_model,
+    compose_image_model,
+)
 from rakuten_mm.models.io import save_keras_model, set_determinism, write_json
 from rakuten_mm.models.predictor import blank_image_probabilities
 from rakuten_mm.models.training import array_batches, class_weights, fit_classifier, predict_probabilities
@@ -25,23 +35,40 @@ def image_rows(table: pd.DataFrame, split: pd.DataFrame, name: str) -> np.ndarra
     return rows[table["has_image"].to_numpy()[rows]]
 
 
+def model_and_inputs(p: dict, size: int, args) -> tuple[keras.Model, np.ndarray]:
+    """The model to fit and the row-aligned array it reads: image pixels or frozen features."""
+    if p["input"] == "pixels":
+        return build_image_model(p, size, N_CLASSES), load_images(Path(args.dataset) / "labelled_images.npy")
+    if p["input"] == "features":
+        features = np.load(Path(args.features) / "labelled.npy", mmap_mode="r")
+        return build_feature_head(features.shape[1], p, N_CLASSES), features
+    raise ValueError(f"train_image.input must be pixels or features, got {p['input']!r}")
+
+
+def served_model(p: dict, trained: keras.Model, extractor_dir: str) -> keras.Model:
+    """What the API runs on pixels: the trained network, or the frozen extractor followed by the head."""
+    if p["input"] == "pixels":
+        return trained
+    return compose_image_model(keras.models.load_model(Path(extractor_dir) / "extractor.keras"), trained)
+
+
 def main() -> None:
     """Train the image model, then save it and its validation and test probabilities."""
-    params, args = start_stage("train_image", ["dataset", "split", "model", "probs"], "Train the image model.")
+    params, args = start_stage("train_image", ["dataset", "features", "extractor", "split", "model", "probs"],
+                               "Train the image model.")
     p, image = params["train_image"], params["image"]
     set_determinism(p["seed"])
     table = read_split_table(Path(args.dataset) / "labelled.csv")
-    images = load_images(Path(args.dataset) / "labelled_images.npy")
     split = pd.read_csv(args.split, index_col="row")
     labels = table["label"].to_numpy(dtype=np.int32)
     rows = {name: image_rows(table, split, name) for name in ("train", "val", "test")}
     try:
-        model = build_image_model(p, image["size"], N_CLASSES)
+        model, inputs = model_and_inputs(p, image["size"], args)
     except PretrainedWeightsUnavailableError as error:
         log.error("%s", error)
         sys.exit(1)
     model.summary(print_fn=log.info)
-    batches = {name: array_batches(images, rows[name], labels[rows[name]], p["batch_size"],
+    batches = {name: array_batches(inputs, rows[name], labels[rows[name]], p["batch_size"],
                                    shuffle_seed=p["seed"] if name == "train" else None)
                for name in ("train", "val")}
     probs = Path(args.probs)
@@ -49,16 +76,17 @@ def main() -> None:
     with StageLive("train_image") as live:
         live.log_params(p)
         fit_classifier(model, batches["train"], None, batches["val"], p,
-                       class_weights(labels[rows["train"]], N_CLASSES, p["class_weights"]), [EpochLogger(live)])
+                       class_weights(labels[rows["train"]], N_CLASSES, p["class_weights"]),
+                       [EpochLogger(live, len(rows["train"]))])
         for name in ("val", "test"):
             all_rows = rows_of(split, name)
             proba = blank_image_probabilities(len(all_rows), N_CLASSES)
             with_image = np.isin(all_rows, rows[name])
             proba[with_image] = predict_probabilities(
-                model, array_batches(images, rows[name], None, p["batch_size"], None))
+                model, array_batches(inputs, rows[name], None, p["batch_size"], None))
             np.save(probs / f"{name}.npy", proba)
-            log_split_scores(live, name, labels[rows[name]], proba[with_image])
-    save_keras_model(model, Path(args.model) / "model.keras")
+            log_split_scores(live, name, labels[rows[name]], proba[with_image].argmax(1))
+    save_keras_model(served_model(p, model, args.extractor), Path(args.model) / "model.keras")
     write_json({k: image[k] for k in ("size", "white_threshold", "margin")}, Path(args.model) / "preprocessing.json")
 
 

@@ -1,6 +1,7 @@
 """Stage `train_text`: fit the Keras text classifier, save it and its val/test probabilities."""
 
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -35,10 +36,12 @@ def main() -> None:
     texts, labels = {}, {}
     for name in SPLITS:
         texts[name], labels[name] = texts_and_labels(table, rows_of(split, name), p["max_description_chars"])
+    started = time.perf_counter()
     vectorizer = adapt_vectorizer(p["model"], texts["train"], p)
     # Vectorise once: string n-gram work per batch and epoch would dominate training time.
     vectors = {name: vectorize(vectorizer, texts[name]) for name in ("train", "val")}
-    log.info("vocabulary: %d tokens; train vectors %s", vectorizer.vocabulary_size(), vectors["train"].shape)
+    log.info("vocabulary: %d tokens; train vectors %s; vectorised in %.1f s", vectorizer.vocabulary_size(),
+             vectors["train"].shape, time.perf_counter() - started)
     batches = {name: array_batches(vectors[name], np.arange(len(labels[name])), labels[name], p["batch_size"],
                                    shuffle_seed=p["seed"] if name == "train" else None) for name in ("train", "val")}
     head = build_text_head(p["model"], p, vectorizer, N_CLASSES)
@@ -48,12 +51,13 @@ def main() -> None:
     with StageLive("train_text") as live:
         live.log_params(p)
         fit_classifier(head, batches["train"], None, batches["val"], p,
-                       class_weights(labels["train"], N_CLASSES, p["class_weights"]), [EpochLogger(live)])
+                       class_weights(labels["train"], N_CLASSES, p["class_weights"]),
+                       [EpochLogger(live, len(labels["train"]))])
         model = assemble_text_model(vectorizer, head)
         for name in ("val", "test"):
             proba = predict_probabilities(model, text_tensor(texts[name]), p["batch_size"])
             np.save(probs / f"{name}.npy", proba)
-            log_split_scores(live, name, labels[name], proba)
+            log_split_scores(live, name, labels[name], proba.argmax(1))
     save_keras_model(model, Path(args.model) / "model.keras")
     write_json({"max_description_chars": p["max_description_chars"]}, Path(args.model) / "preprocessing.json")
 

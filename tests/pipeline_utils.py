@@ -19,7 +19,7 @@ def deep_merge(base: dict, overrides: dict) -> dict:
     """A copy of base with overrides applied recursively."""
     merged = dict(base)
     for key, value in overrides.items():
-        merged[key] = deep_merge(base[key], value) if isinstance(value, dict) else value
+        merged[key] = deep_merge(base.get(key, {}), value) if isinstance(value, dict) else value
     return merged
 
 
@@ -32,8 +32,11 @@ def run(cmd: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedPr
     return result
 
 
-def copy_repository(dest: Path, overrides: dict | None = None) -> Path:
-    """Copy the git-tracked files (and uncommitted edits) into dest, as a fresh git+DVC repo."""
+def copy_repository(dest: Path, overrides: dict | None = None, tiny: bool = True) -> Path:
+    """Copy the git-tracked files (and uncommitted edits) into dest, as a fresh git+DVC repo.
+
+    params.yaml gets the tiny parameter set (unless tiny is False), then overrides.
+    """
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO_ROOT,
                            capture_output=True, text=True, check=True).stdout.split()
     for name in files:
@@ -43,7 +46,8 @@ def copy_repository(dest: Path, overrides: dict | None = None) -> Path:
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, dest / name)
     params = yaml.safe_load((dest / "params.yaml").read_text())
-    params = deep_merge(params, yaml.safe_load(TINY_PARAMS.read_text()))
+    if tiny:
+        params = deep_merge(params, yaml.safe_load(TINY_PARAMS.read_text()))
     params = deep_merge(params, overrides or {})
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], dest)

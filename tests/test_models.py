@@ -2,10 +2,16 @@ import keras
 import numpy as np
 import pytest
 
-from rakuten_mm.models.image import PretrainedWeightsUnavailableError, build_image_model
+from rakuten_mm.models.image import (
+    PretrainedWeightsUnavailableError,
+    build_feature_extractor,
+    build_feature_head,
+    build_image_model,
+    compose_image_model,
+)
 from rakuten_mm.models.io import renumber_shared_objects, save_keras_model, set_determinism
 from rakuten_mm.models.text import build_text_model, text_tensor
-from rakuten_mm.models.training import array_batches, class_weights
+from rakuten_mm.models.training import array_batches, class_weights, write_features
 
 TEXT_PARAMS = dict(max_tokens=200, ngrams=2, sequence_length=12, embedding_dim=8, filters=8,
                    kernel_sizes=[2, 3], lstm_units=4, hidden_units=16, dropout=0.1)
@@ -59,6 +65,26 @@ def test_imagenet_weights_offline_fail_clearly(monkeypatch):
     params = {**IMAGE_PARAMS, "backbone": "mobilenet_v3_small", "weights": "imagenet"}
     with pytest.raises(PretrainedWeightsUnavailableError, match="weights=none"):
         build_image_model(params, size=32, n_classes=5)
+
+
+def test_frozen_features_and_head_compose_into_the_served_model(tmp_path):
+    params = {"backbone": "mobilenet_v3_small", "weights": "none"}
+    extractor = build_feature_extractor(params, size=32)
+    images = np.random.default_rng(1).integers(0, 256, size=(5, 32, 32, 3)).astype(np.uint8)
+    features = write_features(extractor, images, batch_size=2, path=tmp_path / "features.npy")
+    assert features.shape == (5, extractor.output_shape[-1])
+    head = build_feature_head(features.shape[1], {"dropout": 0.1, "head_units": 8}, n_classes=4)
+    served = compose_image_model(extractor, head)
+    # The served model on pixels must give what the head gave on the stored features.
+    stored = np.load(tmp_path / "features.npy", mmap_mode="r")
+    np.testing.assert_allclose(served.predict(images, verbose=0), head.predict(stored, verbose=0), atol=1e-5)
+    assert extractor.trainable_weights == [] and head.trainable_weights
+
+
+def test_missing_weights_file_fails_clearly(tmp_path):
+    params = {"backbone": "mobilenet_v3_small", "weights": str(tmp_path / "absent.weights.h5")}
+    with pytest.raises(PretrainedWeightsUnavailableError, match="absent.weights.h5"):
+        build_feature_extractor(params, size=32)
 
 
 def test_class_weights_counter_the_imbalance():

@@ -10,9 +10,11 @@ import yaml
 
 from pipeline_utils import run
 from rakuten_mm.categories import CODES
+from rakuten_mm.models.predictor import ProductClassifier
 
 pytestmark = pytest.mark.slow
-STAGES = ["import", "make_dataset", "split", "train_text", "train_image", "train_fusion", "evaluate"]
+STAGES = ["import", "make_dataset", "split", "train_text", "image_features", "train_image", "train_fusion",
+          "train_baseline", "evaluate"]
 MODELS = ["text", "image", "fusion", "baseline"]
 
 
@@ -21,9 +23,24 @@ def ran_stages(output: str) -> list[str]:
     return re.findall(r"Running stage '([^']+)'", output)
 
 
+def model_hashes(repo) -> dict:
+    """md5 of every models/ out in dvc.lock."""
+    stages = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    return {out["path"]: out["md5"] for stage in stages.values() for out in stage.get("outs", [])
+            if out["path"].startswith("models/")}
+
+
 @pytest.fixture
 def pipeline(tiny_pipeline):
-    return tiny_pipeline
+    """The shared tiny run; params a test changed are put back and the same models rebuilt."""
+    repo, _ = tiny_pipeline
+    params, models = (repo / "params.yaml").read_text(), model_hashes(repo)
+    yield tiny_pipeline
+    if (repo / "params.yaml").read_text() != params:
+        (repo / "params.yaml").write_text(params)
+        run(["dvc", "repro"], repo)
+        # Training is deterministic: the other tests sharing this run see the very same models.
+        assert model_hashes(repo) == models
 
 
 def test_every_stage_runs_and_writes_its_outs(pipeline):
@@ -70,12 +87,32 @@ def test_image_probabilities_are_blank_only_without_image(pipeline):
     assert report["images_missing"] + report["images_unreadable"] == int((~table["has_image"]).sum())
 
 
+def set_params(repo, **sections) -> None:
+    """Change some params of the copy: set_params(repo, train_fusion={"method": "stacking"})."""
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    for section, values in sections.items():
+        params[section].update(values)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
 def test_changing_fusion_method_reruns_only_fusion_and_evaluate(pipeline):
     repo, _ = pipeline
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["train_fusion"]["method"] = "stacking"
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    set_params(repo, train_fusion={"method": "stacking"})
     result = run(["dvc", "repro"], repo)
     assert ran_stages(result.stdout) == ["train_fusion", "evaluate"]
     fusion = json.loads((repo / "models/fusion/fusion.json").read_text())
     assert fusion["method"] == "stacking"
+
+
+def test_head_sweeps_on_frozen_features_reuse_features_and_data(pipeline):
+    repo, _ = pipeline
+    set_params(repo, train_image={"input": "features", "learning_rate": 0.01, "epochs": 3})
+    assert ran_stages(run(["dvc", "repro"], repo).stdout) == ["train_image", "train_fusion", "evaluate"]
+    set_params(repo, train_image={"learning_rate": 0.003})
+    assert ran_stages(run(["dvc", "repro"], repo).stdout) == ["train_image", "train_fusion", "evaluate"]
+    # The served image model still takes pixels: the frozen extractor followed by the new head.
+    classifier = ProductClassifier(repo / "models")
+    images = np.load(repo / "data/interim/labelled_images.npy", mmap_mode="r")[:4]
+    probs = classifier.predict_image(images, np.ones(4, dtype=bool))
+    assert probs.shape == (4, len(CODES)) and np.allclose(probs.sum(1), 1, atol=1e-4)
+    assert "up to date" in run(["dvc", "status"], repo).stdout

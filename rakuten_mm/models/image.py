@@ -39,21 +39,26 @@ def small_cnn(inputs, params: dict):
 
 
 def applications_backbone(name: str, weights: str, size: int, trainable: bool) -> keras.Model:
-    """A keras.applications backbone taking 0–255 pixels, with average pooling."""
+    """A keras.applications backbone taking 0–255 pixels, with average pooling.
+
+    weights: none, imagenet (downloaded once into ~/.keras/models) or the path of a weights file.
+    """
     builders = {
         "mobilenet_v3_small": lambda **kw: keras.applications.MobileNetV3Small(
             include_preprocessing=True, minimalistic=False, **kw),
         "efficientnet_b0": keras.applications.EfficientNetB0,
     }
+    if name not in builders:
+        raise ValueError(f"a pretrained backbone must be one of {tuple(builders)}, got {name!r}")
     try:
         backbone = builders[name](
             input_shape=(size, size, 3), include_top=False, pooling="avg",
             weights=None if weights == "none" else weights,
         )
-    except Exception as error:  # urllib/SSL/HTTP errors all mean the download failed
+    except Exception as error:  # urllib/SSL/HTTP errors and unreadable files all mean no weights
         raise PretrainedWeightsUnavailableError(
-            f"train_image.weights={weights}: could not download {name} weights ({error}). "
-            "This machine seems offline: use train_image.weights=none, or pre-fill ~/.keras/models."
+            f"weights={weights}: could not load {name} weights ({error}). Offline, use weights=none, "
+            "the path of a weights file, or pre-fill ~/.keras/models with the ImageNet file."
         ) from error
     backbone.trainable = trainable
     return backbone
@@ -74,3 +79,26 @@ def build_image_model(params: dict, size: int, n_classes: int) -> keras.Model:
     features = layers.Dropout(params["dropout"])(features)
     outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(features)
     return keras.Model(inputs, outputs, name=f"image_{name}")
+
+
+def build_feature_extractor(params: dict, size: int) -> keras.Model:
+    """A frozen keras.applications backbone mapping size×size uint8 images to pooled features."""
+    inputs = keras.Input(shape=(size, size, 3), name="image")
+    backbone = applications_backbone(params["backbone"], params["weights"], size, trainable=False)
+    return keras.Model(inputs, backbone(inputs, training=False), name=f"features_{params['backbone']}")
+
+
+def build_feature_head(n_features: int, params: dict, n_classes: int) -> keras.Model:
+    """The classifier trained on frozen features: dropout, optional hidden layer, softmax."""
+    inputs = keras.Input(shape=(n_features,), name="features")
+    x = layers.Dropout(params["dropout"])(inputs)
+    if params["head_units"]:
+        x = layers.Dropout(params["dropout"])(layers.Dense(params["head_units"], activation="relu")(x))
+    outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="image_head")
+
+
+def compose_image_model(extractor: keras.Model, head: keras.Model) -> keras.Model:
+    """Frozen extractor then trained head: one model from pixels to probabilities, as served."""
+    inputs = keras.Input(shape=extractor.input_shape[1:], name="image")
+    return keras.Model(inputs, head(extractor(inputs)), name=f"image_{extractor.name}")

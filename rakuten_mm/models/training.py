@@ -81,3 +81,17 @@ def fit_classifier(model: keras.Model, x, y, validation_data, params: dict,
 def predict_probabilities(model: keras.Model, data, batch_size: int | None = None) -> np.ndarray:
     """Class probabilities as float32, for a tensor (give batch_size) or a batched tf.data pipeline."""
     return np.asarray(model.predict(data, batch_size=batch_size, verbose=0), dtype=np.float32)
+
+
+def write_features(model: keras.Model, images, batch_size: int, path) -> np.ndarray:
+    """model's outputs for every row of images, written batch by batch into a memory-mapped .npy."""
+    rows = np.arange(len(images))
+    width = model.output_shape[-1]
+    output = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(len(images), width))
+    start = 0
+    # predict_on_batch over a generator: at most one batch of features in memory besides the map.
+    for batch in array_batches(images, rows, None, batch_size, None).as_numpy_iterator():
+        output[start:start + len(batch)] = np.asarray(model.predict_on_batch(batch), dtype=np.float32)
+        start += len(batch)
+    output.flush()
+    return output

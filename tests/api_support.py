@@ -2,7 +2,9 @@
 
 import functools
 import io
+import json
 import secrets
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,6 +19,7 @@ from rakuten_mm.serving.config import Settings
 from rakuten_mm.serving.main import create_app
 from rakuten_mm.serving.security import hash_password
 from rakuten_mm.serving.users import User, read_users_file, write_users_file
+from rakuten_mm.serving.versions import MODEL_FILES
 
 # bcrypt's cheapest cost: the tests check behaviour, not hashing strength.
 TEST_ROUNDS = 4
@@ -34,18 +37,32 @@ def make_settings(repo: Path, tmp: Path, **overrides) -> Settings:
         secret_key=secrets.token_urlsafe(48), models_dir=repo / "models", dvc_lock=repo / "dvc.lock",
         users_file=tmp / "users.json", log_dir=tmp / "logs", bcrypt_rounds=TEST_ROUNDS,
         predict_rate_limit="1000/minute", batch_rate_limit="1000/minute", token_rate_limit="1000/minute",
+        rollout_file=tmp / "deployments" / "rollout.json", rollout_check_seconds=0,
+        prediction_log=tmp / "logs" / "predictions.jsonl", drift_report=tmp / "drift.json",
     )
     return Settings(_env_file=None, **{**values, **overrides})
 
 
-def add_users(path: Path, count: int = 1, prefix: str = "user") -> dict[str, str]:
-    """Add `count` users with random passwords to a users file; return {name: password}."""
+def add_users(path: Path, count: int = 1, prefix: str = "user", admin: bool = False) -> dict[str, str]:
+    """Add `count` users (admins with admin=True) with random passwords to a users file; return {name: password}."""
     users = read_users_file(path)
     credentials = {f"{prefix}{len(users) + i}": secrets.token_urlsafe(12) for i in range(count)}
     for name, password in credentials.items():
-        users[name] = User(name, hash_password(password, TEST_ROUNDS))
+        users[name] = User(name, hash_password(password, TEST_ROUNDS), admin=admin)
     write_users_file(path, users)
     return credentials
+
+
+def candidate_models(models_dir: Path, dest: Path, text_weight: float = 0.5) -> Path:
+    """A copy of a models folder whose fusion weighs the text differently: a candidate with another version."""
+    for name in MODEL_FILES:
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(models_dir / name, dest / name)
+    fusion_file = dest / "fusion" / "fusion.json"
+    fusion = json.loads(fusion_file.read_text())
+    fusion.update(method="weighted", text_weight=text_weight)
+    fusion_file.write_text(json.dumps(fusion, indent=2))
+    return dest
 
 
 @dataclass
@@ -65,6 +82,11 @@ class Api:
         assert response.status_code == 200, response.text
         return response.json()["access_token"]
 
+    def add_admin(self) -> dict:
+        """Authorization header of a new admin user of this app."""
+        (name, password), = add_users(self.settings.users_file, prefix="admin", admin=True).items()
+        return {"Authorization": f"Bearer {self.token(name, password)}"}
+
     @property
     def auth(self) -> dict:
         """Authorization header of the default user (one token per Api)."""
@@ -74,12 +96,12 @@ class Api:
 
 
 @contextmanager
-def running_api(repo: Path, tmp: Path, **overrides) -> Iterator[Api]:
+def running_api(repo: Path, tmp: Path, classifier_factory=shared_classifier, **overrides) -> Iterator[Api]:
     """Build the app on the tiny models with one user, and run its lifespan around the block."""
     tmp.mkdir(parents=True, exist_ok=True)
     settings = make_settings(repo, tmp, **overrides)
     (username, password), = add_users(settings.users_file).items()
-    app = create_app(settings, classifier_factory=shared_classifier)
+    app = create_app(settings, classifier_factory=classifier_factory)
     with TestClient(app) as client:
         yield Api(client, settings, username, password)
 

@@ -259,3 +259,32 @@ def test_a_bcrypt_hash_survives_dotenv_quoting(tmp_path):
     dotenv = tmp_path / ".env"
     dotenv.write_text(f"RAKUTEN_API_USERS='{{\"eve\": \"{hashed}\"}}'\n")
     assert Settings(_env_file=dotenv).users == {"eve": hashed}
+
+
+def test_users_cli_marks_admins_and_update_keeps_the_flag(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "users.json"
+
+    def users(*args: str) -> int:
+        monkeypatch.setattr(sys, "stdin", io.StringIO("a-good-password\n"))
+        return users_main(["--file", str(path), *args, "--rounds", "4"])
+
+    assert users("add", "ops", "--admin") == 0 and users("add", "bob") == 0
+    assert {name: u.admin for name, u in read_users_file(path).items()} == {"ops": True, "bob": False}
+    assert users("add", "ops", "--update") == 0 and read_users_file(path)["ops"].admin
+    capsys.readouterr()
+    assert users_main(["--file", str(path), "list"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["bob", "ops (admin)"]
+    assert users("add", "ops", "--update", "--no-admin") == 0 and not read_users_file(path)["ops"].admin
+
+
+def test_admins_from_the_environment_may_reload_and_plain_users_may_not(tiny_pipeline, tmp_path):
+    repo, _ = tiny_pipeline
+    password = secrets.token_urlsafe(12)
+    hashed = hash_password(password, TEST_ROUNDS)
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(f"RAKUTEN_API_USERS='{{\"ops\": {{\"password_hash\": \"{hashed}\", \"admin\": true}}, "
+                      f"\"eve\": \"{hashed}\"}}'\n")
+    users = Settings(_env_file=dotenv).users
+    with running_api(repo, tmp_path, users=users) as api:
+        assert api.client.post("/admin/reload", headers=bearer(api.token("ops", password))).status_code == 200
+        assert api.client.post("/admin/reload", headers=bearer(api.token("eve", password))).status_code == 403

@@ -72,6 +72,7 @@ def test_predict_with_an_image_uses_both_modalities(api):
     assert (body["productid"], body["imageid"], body["product_identifier"]) == (123, 456, "sku-1")
     assert body["probabilities"] is None
     assert body["model_version"] == api.client.get("/status").json()["model_version"]
+    assert body["variant"] == "current"
 
 
 def test_predict_without_an_image_says_it_used_the_text_alone(api):
@@ -290,11 +291,11 @@ def test_metrics_cover_http_and_model(api):
     text = api.client.get("/metrics").text
     assert 'http_requests_total{handler="/predict",method="POST",status="200"}' in text
     assert 'http_request_duration_seconds_bucket{handler="/predict"' in text
-    assert "rakuten_model_inference_seconds_bucket" in text
-    assert "rakuten_predictions_total{prdtypecode=" in text
-    assert 'rakuten_predictions_without_image_total{endpoint="predict"}' in text
     version = api.client.get("/status").json()["model_version"]
-    assert f'version="{version}"' in text and "rakuten_model_info{" in text
+    assert f'rakuten_model_inference_seconds_bucket{{endpoint="predict",le="0.0005",model_version="{version}"}}' in text
+    assert f'rakuten_predictions_total{{model_version="{version}",prdtypecode=' in text
+    assert f'rakuten_predictions_without_image_total{{endpoint="predict",model_version="{version}"}}' in text
+    assert f'variant="current",version="{version}"}} 1.0' in text and "rakuten_model_info{" in text
 
 
 def test_request_id_is_honoured_or_created(api):

@@ -31,12 +31,17 @@ class Settings(BaseSettings):
     dev_mode: bool = False
     access_token_expire_minutes: int = Field(30, gt=0)
     users_file: Path = Path("users.json")
-    users: dict[str, str] = Field(default_factory=dict)
+    # name -> bcrypt hash, or name -> {"password_hash": ..., "admin": true} (the users file's layout)
+    users: dict[str, str | dict[str, str | bool]] = Field(default_factory=dict)
     bcrypt_rounds: int = Field(12, ge=4, le=31)
     # Models
     models_dir: Path = Path("models")
     dvc_lock: Path = Path("dvc.lock")
     tf_threads: int = Field(1, ge=0)
+    # A/B rollout: the state file `python -m rakuten_mm.serving.rollout` edits, and how often each
+    # worker looks at it (seconds; 0: on every request).
+    rollout_file: Path = Path("deployments/rollout.json")
+    rollout_check_seconds: float = Field(1.0, ge=0)
     # Rate limits (limits library syntax: "10/minute", "100 per hour", "5/second;100/minute")
     rate_limit_enabled: bool = True
     predict_rate_limit: str = "10/minute"
@@ -53,11 +58,15 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_file_max_bytes: int = Field(10 * MIB, gt=0)
     log_file_backups: int = Field(5, ge=0)
+    # Monitoring: one JSON line per predicted product (no text; blank: off), and the drift report
+    # whose scores /metrics exports.
+    prediction_log: Path | None = Path("logs/predictions.jsonl")
+    drift_report: Path = Path("monitoring/reports/drift.json")
 
-    @field_validator("secret_key", mode="before")
+    @field_validator("secret_key", "prediction_log", mode="before")
     @classmethod
     def _blank_is_unset(cls, value):
-        """An empty RAKUTEN_API_SECRET_KEY= line (as in .env.example) means no secret."""
+        """An empty RAKUTEN_API_SECRET_KEY= (or PREDICTION_LOG=) line means no secret (no log)."""
         return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("log_level")

@@ -1,4 +1,4 @@
-"""FastAPI dependencies: the loaded prediction service and the authenticated user."""
+"""FastAPI dependencies: the served models, the authenticated user and the admin user."""
 
 from typing import Annotated
 
@@ -7,7 +7,7 @@ from fastapi.security import OAuth2PasswordBearer
 
 from rakuten_mm.serving.config import Settings
 from rakuten_mm.serving.security import InvalidTokenError, decode_access_token
-from rakuten_mm.serving.service import PredictionService
+from rakuten_mm.serving.deployment import Deployment
 from rakuten_mm.serving.users import UserStore
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="token")
@@ -28,12 +28,20 @@ def get_user_store(request: Request) -> UserStore:
     return request.app.state.users
 
 
-def get_service(request: Request) -> PredictionService:
-    """The service whose models the lifespan loaded."""
-    service = request.app.state.service
-    if service is None:  # only between process start and the end of the lifespan startup
+def get_loaded_deployment(request: Request) -> Deployment:
+    """The models the lifespan loaded, as they are."""
+    deployment = request.app.state.deployment
+    if deployment is None:  # only between process start and the end of the lifespan startup
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "models are not loaded yet")
-    return service
+    return deployment
+
+
+def get_deployment(request: Request) -> Deployment:
+    """The models the lifespan loaded, reloaded first if the rollout file changed."""
+    deployment = get_loaded_deployment(request)
+    # A sync dependency: a reload (seconds) runs in the thread pool, not on the event loop.
+    deployment.refresh_if_changed()
+    return deployment
 
 
 def get_current_user(request: Request, token: Annotated[str, Depends(oauth2_scheme)]) -> str:
@@ -49,5 +57,15 @@ def get_current_user(request: Request, token: Annotated[str, Depends(oauth2_sche
     return username
 
 
+def get_admin_user(request: Request, username: Annotated[str, Depends(get_current_user)]) -> str:
+    """The authenticated user when it has the admin flag; 403 otherwise."""
+    user = request.app.state.users.get(username)
+    if user is None or not user.admin:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "this endpoint is for admin users")
+    return username
+
+
 CurrentUser = Annotated[str, Depends(get_current_user)]
-Service = Annotated[PredictionService, Depends(get_service)]
+AdminUser = Annotated[str, Depends(get_admin_user)]
+Models = Annotated[Deployment, Depends(get_deployment)]
+LoadedModels = Annotated[Deployment, Depends(get_loaded_deployment)]

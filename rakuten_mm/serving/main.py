@@ -25,12 +25,14 @@ from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 
 from rakuten_mm.models.predictor import ProductClassifier
 from rakuten_mm.serving.config import SMALL_BODY_LIMIT, Settings
+from rakuten_mm.serving.deployment import Deployment
 from rakuten_mm.serving.middleware import (
     LOGGER_NAME, DeclaredBodyLimitMiddleware, RequestLogMiddleware, configure_logging,
 )
 from rakuten_mm.serving.monitoring import ModelMetrics, instrument_http
-from rakuten_mm.serving.routes import auth, home, predict
-from rakuten_mm.serving.service import PredictionService, configure_tensorflow_threads
+from rakuten_mm.serving.prediction_log import PredictionLog
+from rakuten_mm.serving.routes import admin, auth, home, predict
+from rakuten_mm.serving.service import configure_tensorflow_threads
 from rakuten_mm.serving.users import UserStore
 
 log = logging.getLogger(LOGGER_NAME)
@@ -79,9 +81,9 @@ def build_lifespan(settings: Settings, metrics: ModelMetrics, classifier_factory
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_tensorflow_threads(settings.tf_threads)
-        app.state.service = PredictionService(settings, metrics, classifier_factory)
+        app.state.deployment = Deployment(settings, metrics, PredictionLog(settings.prediction_log), classifier_factory)
         yield
-        app.state.service = None
+        app.state.deployment = None
 
     return lifespan
 
@@ -99,12 +101,13 @@ def create_app(settings: Settings | None = None,
                   lifespan=build_lifespan(settings, metrics, classifier_factory))
     app.state.settings, app.state.metrics, app.state.limiter = settings, metrics, limiter
     app.state.users = UserStore(settings.users_file, settings.users, settings.bcrypt_rounds)
-    app.state.service = None
+    app.state.deployment = None
     app.add_exception_handler(RateLimitExceeded, rate_limit_exceeded)
     app.add_exception_handler(StarletteHTTPException, http_error)
-    for router in (home.router, auth.build_router(limiter, settings), predict.build_router(limiter, settings)):
+    for router in (home.router, auth.build_router(limiter, settings), predict.build_router(limiter, settings),
+                   admin.router):
         app.include_router(router)
-    instrument_http(app, registry)
+    instrument_http(app, registry, settings.drift_report)
     app.add_middleware(DeclaredBodyLimitMiddleware, limits=body_limits(settings), default_limit=SMALL_BODY_LIMIT)
     app.add_middleware(RequestLogMiddleware)  # added last: outermost, so it times and logs everything
     return app

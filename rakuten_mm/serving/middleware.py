@@ -27,7 +27,7 @@ class JsonFormatter(logging.Formatter):
     """Format a record as one JSON object: time, level, logger, message and the record's extra fields."""
 
     # Only these extra attributes are copied: nothing else a caller attaches can leak into the log.
-    FIELDS = ("request_id", "method", "path", "status", "duration_ms", "client", "user")
+    FIELDS = ("request_id", "method", "path", "status", "duration_ms", "client", "user", "model_version", "variant")
 
     def format(self, record: logging.LogRecord) -> str:
         """The record as a single JSON line."""
@@ -36,6 +36,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
+            "pid": record.process,  # which uvicorn worker
         }
         entry.update({name: getattr(record, name) for name in self.FIELDS if hasattr(record, name)})
         if record.exc_info:
@@ -74,7 +75,8 @@ def request_id_from(headers: Headers) -> str:
 class RequestLogMiddleware:
     """Pure ASGI middleware: tag each request with an id, return it, and log the request once done."""
 
-    # Logged: id, method, path (no query string), status, duration, client address and user name.
+    # Logged: id, method, path (no query string), status, duration, client address, user name and,
+    # for predictions, the model version(s) and variant(s) that answered.
     # Never logged: headers (tokens), bodies (passwords, uploaded files), query strings.
 
     def __init__(self, app: ASGIApp):
@@ -107,6 +109,8 @@ class RequestLogMiddleware:
     def _log(scope: Scope, request_id: str, status: int, seconds: float) -> None:
         """Write the request's log line."""
         client = scope.get("client")
+        state = scope["state"]
+        answered_by = {name: state[name] for name in ("model_version", "variant") if name in state}
         access_log.info("request", extra={
             "request_id": request_id,
             "method": scope["method"],
@@ -114,7 +118,8 @@ class RequestLogMiddleware:
             "status": status,
             "duration_ms": round(seconds * 1000, 2),
             "client": client[0] if client else None,
-            "user": scope["state"].get("user"),
+            "user": state.get("user"),
+            **answered_by,
         })
 
 

@@ -1,53 +1,159 @@
-"""Prometheus metrics: HTTP metrics per route (instrumentator) and model metrics, on one registry."""
+"""Prometheus metrics: HTTP metrics per route (instrumentator), model metrics per version, drift scores."""
 
-from collections.abc import Iterable
+import json
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from pathlib import Path
 
-from fastapi import FastAPI
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from fastapi import FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 from prometheus_fastapi_instrumentator import Instrumentator
 
+log = logging.getLogger(__name__)
 # Model inference is milliseconds on CPU; the instrumentator's default buckets start at 100 ms.
 INFERENCE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class ModelMetrics:
-    """The model's own metrics: inference latency, predicted classes, products without image, version."""
+    """The models' own metrics: latency, predicted classes and products without image per version; what is served."""
 
     def __init__(self, registry: CollectorRegistry):
         self.inference_seconds = Histogram(
-            "rakuten_model_inference_seconds", "Model time (preprocessing excluded) per call, by endpoint",
-            ["endpoint"], buckets=INFERENCE_BUCKETS, registry=registry)
+            "rakuten_model_inference_seconds", "Model time (preprocessing excluded) per call, by endpoint and version",
+            ["endpoint", "model_version"], buckets=INFERENCE_BUCKETS, registry=registry)
         self.predictions = Counter(
-            "rakuten_predictions", "Products predicted, by predicted prdtypecode", ["prdtypecode"], registry=registry)
+            "rakuten_predictions", "Products predicted, by predicted prdtypecode and model version",
+            ["prdtypecode", "model_version"], registry=registry)
         self.without_image = Counter(
             "rakuten_predictions_without_image", "Products predicted from text alone (no image sent)",
-            ["endpoint"], registry=registry)
+            ["endpoint", "model_version"], registry=registry)
         self.rejected_images = Counter(
             "rakuten_rejected_images", "Uploaded images refused, by reason", ["reason"], registry=registry)
-        # A gauge set to 1, not an Info: Info does not work in prometheus_client's multiprocess mode.
+        # Gauges set to 1, not an Info: Info does not work in prometheus_client's multiprocess mode.
         self.model_info = Gauge(
-            "rakuten_model_info", "The served model version (md5 of the model outs in dvc.lock)",
-            ["version", "text", "image", "fusion"], registry=registry, multiprocess_mode="max")
+            "rakuten_model_info", "1 per served model: version (md5 of its outs), variant and part md5s",
+            ["version", "variant", "text", "image", "fusion"], registry=registry, multiprocess_mode="max")
+        self.candidate_share = Gauge(
+            "rakuten_model_candidate_share", "Share of products routed to the candidate model (0: none)",
+            registry=registry, multiprocess_mode="mostrecent")
+        self.reloads = Counter(
+            "rakuten_model_reloads", "Model reloads (rollout file change or POST /admin/reload), by result",
+            ["result"], registry=registry)
+        self._info_labels: set[tuple[str, ...]] = set()
 
-    def set_model_version(self, version: str, outs: dict[str, str]) -> None:
-        """Publish which models are served."""
-        self.model_info.labels(version, outs.get("models/text", ""), outs.get("models/image", ""),
-                               outs.get("models/fusion", "")).set(1)
+    def set_served(self, served: dict[str, tuple[str, dict[str, str]]], candidate_share: float) -> None:
+        """Publish which models are served: {variant: (version, outs)}; models no longer served drop to 0."""
+        labels = {(version, variant, outs.get("models/text", ""), outs.get("models/image", ""),
+                   outs.get("models/fusion", "")) for variant, (version, outs) in served.items()}
+        for gone in self._info_labels - labels:
+            self.model_info.labels(*gone).set(0)
+            # Multiprocess mode cannot remove a series (it lives on in the worker's file): it stays at 0.
+            if MULTIPROCESS_ENV not in os.environ:
+                self.model_info.remove(*gone)
+        for current in labels:
+            self.model_info.labels(*current).set(1)
+        self._info_labels = labels
+        self.candidate_share.set(candidate_share)
 
-    def record_predictions(self, endpoint: str, codes: Iterable[int], has_image: Iterable[bool], seconds: float) -> None:
-        """Count one model call and the products it predicted."""
-        self.inference_seconds.labels(endpoint).observe(seconds)
+    def record_predictions(self, endpoint: str, version: str, codes: Iterable[int], has_image: Iterable[bool],
+                           seconds: float) -> None:
+        """Count one model call of this version and the products it predicted."""
+        self.inference_seconds.labels(endpoint, version).observe(seconds)
         for code, image in zip(codes, has_image, strict=True):
-            self.predictions.labels(str(code)).inc()
+            self.predictions.labels(str(code), version).inc()
             if not image:
-                self.without_image.labels(endpoint).inc()
+                self.without_image.labels(endpoint, version).inc()
 
 
-def instrument_http(app: FastAPI, registry: CollectorRegistry) -> None:
-    """Requests, latency histograms and exact status codes per route, exposed at GET /metrics."""
+def read_drift_report(path: Path) -> dict | None:
+    """The drift report's content, None when the file is absent or not a readable report."""
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        # Caught mid-write or broken: no drift series this scrape rather than a failed scrape.
+        log.warning("cannot read drift report %s: %s", path, error)
+        return None
+    if not isinstance(report, dict) or not isinstance(report.get("features"), dict):
+        log.warning("drift report %s has no 'features' mapping", path)
+        return None
+    return report
+
+
+def report_timestamp(report: dict) -> float | None:
+    """generated_at as Unix seconds, None when absent or not ISO-8601."""
+    try:
+        return datetime.fromisoformat(str(report["generated_at"]).replace("Z", "+00:00")).timestamp()
+    except (KeyError, ValueError):
+        return None
+
+
+class DriftReportCollector(Collector):
+    """Drift scores read from the drift report at scrape time (the monitor command rewrites it)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def describe(self) -> list[Metric]:
+        """Nothing up front: the series depend on the file at scrape time."""
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        """rakuten_drift_score{feature}, _threshold{feature}, _detected, _production_samples and the report's time."""
+        report = read_drift_report(self.path)
+        if report is None:
+            return
+        score = GaugeMetricFamily("rakuten_drift_score", "Drift test statistic per feature (PSI or chi2)",
+                                  labels=["feature"])
+        threshold = GaugeMetricFamily("rakuten_drift_threshold", "Score above which a feature drifted",
+                                      labels=["feature"])
+        for feature, result in sorted(report["features"].items()):
+            if isinstance(result, dict) and isinstance(result.get("score"), int | float):
+                score.add_metric([feature], float(result["score"]))
+                if isinstance(result.get("threshold"), int | float):
+                    threshold.add_metric([feature], float(result["threshold"]))
+        yield score
+        yield threshold
+        yield GaugeMetricFamily("rakuten_drift_detected", "1 when the drift report found drift, else 0",
+                                value=float(bool(report.get("drift_detected"))))
+        if isinstance(report.get("n_production"), int | float):
+            yield GaugeMetricFamily("rakuten_drift_production_samples", "Production predictions the report compared",
+                                    value=float(report["n_production"]))
+        generated = report_timestamp(report)
+        if generated is not None:
+            yield GaugeMetricFamily("rakuten_drift_report_timestamp_seconds",
+                                    "When the drift report was generated (Unix time)", value=generated)
+
+
+def scrape_registry(registry: CollectorRegistry, drift: Collector) -> CollectorRegistry:
+    """What /metrics exports: this process's registry, or every worker's files in multiprocess mode."""
+    if MULTIPROCESS_ENV not in os.environ:
+        return registry
+    # Each scrape reads all workers' files afresh; the drift series come from the report, once.
+    merged = CollectorRegistry()
+    MultiProcessCollector(merged)
+    merged.register(drift)
+    return merged
+
+
+def instrument_http(app: FastAPI, registry: CollectorRegistry, drift_report: Path) -> None:
+    """Requests, latency histograms and exact status codes per route, and GET /metrics for all metrics."""
     instrumentator = Instrumentator(
         should_group_status_codes=False, excluded_handlers=["/metrics"], registry=registry)
     instrumentator.instrument(app, latency_lowr_buckets=HTTP_BUCKETS)
-    instrumentator.expose(app, endpoint="/metrics", include_in_schema=True, tags=["monitoring"],
-                          summary="Prometheus metrics")
+    drift = DriftReportCollector(drift_report)
+    registry.register(drift)
+
+    # Our own route rather than instrumentator.expose: its multiprocess registry would drop the drift collector.
+    @app.get("/metrics", tags=["monitoring"], summary="Prometheus metrics", response_class=Response)
+    def metrics() -> Response:
+        """All metrics in the Prometheus text format."""
+        return Response(generate_latest(scrape_registry(registry, drift)), media_type=CONTENT_TYPE_LATEST)

@@ -20,14 +20,36 @@ class Message(BaseModel):
     openapi: str
 
 
+class CandidateStatus(BaseModel):
+    """The candidate model of an A/B rollout."""
+
+    model_version: str
+    model_outs: dict[str, str]
+    models_dir: str
+    share: float = Field(description="share of products routed to the candidate (sticky per product)")
+
+
 class Status(BaseModel):
-    """Whether the API and its models are up, and which model version is served."""
+    """Whether the API and its models are up, and which model versions are served."""
 
     status: str
     models_loaded: bool
-    model_version: str
-    model_outs: dict[str, str] = Field(description="md5 of each model out in dvc.lock")
+    model_version: str = Field(description="version of the current model")
+    model_outs: dict[str, str] = Field(
+        description="md5 of each model out in dvc.lock (or of the model files when no dvc.lock describes them)")
     models_dir: str
+    candidate: CandidateStatus | None = Field(None, description="the candidate model, during an A/B rollout")
+    reload_error: str | None = Field(None, description="why the last reload failed (the previous models are served)")
+
+
+class ReloadResult(BaseModel):
+    """The versions served after POST /admin/reload."""
+
+    current: str
+    candidate: str | None
+    candidate_share: float
+    other_workers_notified: bool = Field(
+        description="whether the rollout file was touched so that the other worker processes reload too")
 
 
 class Token(BaseModel):
@@ -58,7 +80,8 @@ class Prediction(BaseModel):
     productid: int | None = None
     imageid: int | None = None
     product_identifier: str | None = None
-    model_version: str
+    model_version: str = Field(description="version of the model that answered")
+    variant: Literal["current", "candidate"] = Field(description="which model of an A/B rollout answered")
     probabilities: list[ClassProbability] | None = Field(
         None, description="all 27 codes in increasing code order; only with include_probabilities=true")
 
@@ -73,7 +96,7 @@ class BatchResponse(BaseModel):
     """One prediction per product, in the order of the request."""
 
     count: int
-    model_version: str
+    model_version: str = Field(description="version of the current model; each prediction names its own")
     predictions: list[BatchPrediction]
 
 

@@ -1,10 +1,11 @@
 """API users: bcrypt hashes in a JSON or YAML file (and/or the environment), and a CLI to add them.
 
     python -m rakuten_mm.serving.users add alice            # prompts twice for the password
+    python -m rakuten_mm.serving.users add ops --admin      # may call /admin/* (model reload)
     printf '%s\\n' "$PASSWORD" | python -m rakuten_mm.serving.users add alice --password-stdin
     python -m rakuten_mm.serving.users list | remove alice
 
-The file maps each name to its hash: {"users": {"alice": {"password_hash": "$2b$12$..."}}}.
+The file maps each name to its hash: {"users": {"alice": {"password_hash": "$2b$12$...", "admin": false}}}.
 """
 
 import argparse
@@ -29,11 +30,12 @@ USERNAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012345
 
 @dataclass(frozen=True)
 class User:
-    """One account: its name, bcrypt hash and whether it may log in."""
+    """One account: its name, bcrypt hash, whether it may log in and whether it may call /admin/*."""
 
     username: str
     password_hash: str
     disabled: bool = False
+    admin: bool = False
 
 
 def _is_yaml(path: Path) -> bool:
@@ -50,15 +52,19 @@ def read_users_file(path: Path) -> dict[str, User]:
     entries = data.get("users") or {}
     if not isinstance(entries, dict):
         raise ValueError(f"{path}: 'users' must map user names to {{password_hash: ...}}")
-    return {
-        name: User(name, str(entry["password_hash"]), bool(entry.get("disabled", False)))
-        for name, entry in entries.items()
-    }
+    return {name: user_from_entry(name, entry) for name, entry in entries.items()}
+
+
+def user_from_entry(name: str, entry: dict | str) -> User:
+    """A user from its file entry {password_hash, disabled, admin}, or from a bare hash (environment)."""
+    if isinstance(entry, str):
+        return User(name, entry)
+    return User(name, str(entry["password_hash"]), bool(entry.get("disabled", False)), bool(entry.get("admin", False)))
 
 
 def write_users_file(path: Path, users: dict[str, User]) -> None:
     """Write the users atomically, readable by the owner only (the hashes are secrets too)."""
-    data = {"users": {u.username: {"password_hash": u.password_hash, "disabled": u.disabled}
+    data = {"users": {u.username: {"password_hash": u.password_hash, "disabled": u.disabled, "admin": u.admin}
                       for u in sorted(users.values(), key=lambda u: u.username)}}
     text = yaml.safe_dump(data, sort_keys=True) if _is_yaml(path) else json.dumps(data, indent=2) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -76,9 +82,9 @@ def write_users_file(path: Path, users: dict[str, User]) -> None:
 class UserStore:
     """Users of the file (re-read when it changes, so `add` needs no restart) and of the environment."""
 
-    def __init__(self, path: Path | None, env_users: dict[str, str] | None = None, bcrypt_rounds: int = 12):
+    def __init__(self, path: Path | None, env_users: dict[str, str | dict] | None = None, bcrypt_rounds: int = 12):
         self.path = path
-        self.env_users = {name: User(name, hashed) for name, hashed in (env_users or {}).items()}
+        self.env_users = {name: user_from_entry(name, entry) for name, entry in (env_users or {}).items()}
         self._file_users: dict[str, User] = {}
         self._mtime: float | None = None
         self._lock = threading.Lock()
@@ -146,9 +152,11 @@ def _command_add(args: argparse.Namespace) -> str:
     name = check_username(args.name)
     if name in users and not args.update:
         raise ValueError(f"user {name!r} already exists in {args.file} (use --update to change the password)")
-    users[name] = User(name, hash_password(read_new_password(args.password_stdin), args.rounds))
+    # --update keeps the admin flag unless --admin or --no-admin says otherwise.
+    admin = args.admin if args.admin is not None else (name in users and users[name].admin)
+    users[name] = User(name, hash_password(read_new_password(args.password_stdin), args.rounds), admin=admin)
     write_users_file(args.file, users)
-    return f"user {name!r} written to {args.file}"
+    return f"{'admin' if admin else 'user'} {name!r} written to {args.file}"
 
 
 def _command_remove(args: argparse.Namespace) -> str:
@@ -161,9 +169,9 @@ def _command_remove(args: argparse.Namespace) -> str:
 
 
 def _command_list(args: argparse.Namespace) -> str:
-    """List user names (never hashes)."""
-    users = read_users_file(args.file)
-    return "\n".join(f"{u.username}{' (disabled)' if u.disabled else ''}" for u in sorted(users.values(), key=lambda u: u.username))
+    """List user names and flags (never hashes)."""
+    users = sorted(read_users_file(args.file).values(), key=lambda u: u.username)
+    return "\n".join(f"{u.username}{' (admin)' if u.admin else ''}{' (disabled)' if u.disabled else ''}" for u in users)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
     add.add_argument("--rounds", type=int, default=settings.bcrypt_rounds, help="bcrypt cost (default: %(default)s)")
     add.add_argument("--update", action="store_true", help="replace the password of an existing user")
+    add.add_argument("--admin", action=argparse.BooleanOptionalAction, default=None,
+                     help="may call /admin/* endpoints (model reload); --update keeps the flag unless given")
     add.set_defaults(run=_command_add)
     remove = commands.add_parser("remove", help="remove a user")
     remove.add_argument("name")

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter, Request
 
-from rakuten_mm.serving.schemas import Message, Status
+from rakuten_mm.serving.schemas import CandidateStatus, Message, Status
 
 router = APIRouter(tags=["status"])
 
@@ -17,14 +17,24 @@ def welcome() -> Message:
     )
 
 
-@router.get("/status", response_model=Status, summary="Health, loaded models and model version")
+@router.get("/status", response_model=Status, summary="Health, loaded models and model versions")
 def status(request: Request) -> Status:
-    """Whether the models are loaded and which version (md5 of the model outs in dvc.lock) is served."""
-    service = request.app.state.service
+    """Whether the models are loaded, which version is current and, during an A/B rollout, the candidate."""
+    deployment = request.app.state.deployment
+    if deployment is None:
+        return Status(status="L'API fonctionne correctement", models_loaded=False, model_version="unknown",
+                      model_outs={}, models_dir=str(request.app.state.settings.models_dir))
+    deployment.refresh_if_changed()
+    served = deployment.served
+    candidate = served.candidate
     return Status(
         status="L'API fonctionne correctement",
-        models_loaded=service is not None,
-        model_version=service.version if service else "unknown",
-        model_outs=service.model_outs if service else {},
-        models_dir=str(request.app.state.settings.models_dir),
+        models_loaded=True,
+        model_version=served.current.version,
+        model_outs=served.current.model_outs,
+        models_dir=str(served.current.models_dir),
+        candidate=CandidateStatus(model_version=candidate.version, model_outs=candidate.model_outs,
+                                  models_dir=str(candidate.models_dir), share=served.candidate_share)
+        if candidate else None,
+        reload_error=deployment.reload_error,
     )

@@ -9,12 +9,14 @@ from starlette.concurrency import run_in_threadpool
 from rakuten_mm.features.images import ImageTooLargeError, UnsupportedImageFormatError
 from rakuten_mm.serving.batch import parse_csv_batch, parse_json_batch, read_upload
 from rakuten_mm.serving.config import Settings
-from rakuten_mm.serving.deps import CurrentUser, Service
+from rakuten_mm.serving.deployment import Deployment
+from rakuten_mm.serving.deps import CurrentUser, Models
 from rakuten_mm.serving.schemas import (
     HAS_TEXT, MAX_DESCRIPTION_CHARS, MAX_DESIGNATION_CHARS, MAX_IDENTIFIER_CHARS, BatchProduct, BatchResponse,
     Prediction,
 )
-from rakuten_mm.serving.service import PredictionService, ProductImageError, ProductInput
+from rakuten_mm.serving.monitoring import ModelMetrics
+from rakuten_mm.serving.service import ProductImageError, ProductInput
 
 PREDICT_ERRORS = {
     401: {"description": "Missing, invalid or expired token"},
@@ -31,7 +33,7 @@ def user_key(request: Request) -> str:
     return f"user:{request.state.user}"
 
 
-def image_http_error(error: ProductImageError, service: PredictionService, batch: bool) -> HTTPException:
+def image_http_error(error: ProductImageError, metrics: ModelMetrics, batch: bool) -> HTTPException:
     """415 for a format the API does not take, 413 for too many pixels, 422 for a corrupt image."""
     cause = error.error
     if isinstance(cause, UnsupportedImageFormatError):
@@ -40,17 +42,21 @@ def image_http_error(error: ProductImageError, service: PredictionService, batch
         code, reason = status.HTTP_413_CONTENT_TOO_LARGE, "too_many_pixels"
     else:
         code, reason = status.HTTP_422_UNPROCESSABLE_CONTENT, "corrupt"
-    service.metrics.rejected_images.labels(reason).inc()
+    metrics.rejected_images.labels(reason).inc()
     return HTTPException(code, f"row {error.row}: {cause}" if batch else str(cause))
 
 
-def predict_products(service: PredictionService, products: list[ProductInput], endpoint: str,
+def predict_products(request: Request, deployment: Deployment, products: list[ProductInput], endpoint: str,
                      include_probabilities: bool) -> list[dict]:
-    """Run the service, turning refused images into their 4xx answers."""
+    """Run the models, turning refused images into their 4xx answers; the request log names who answered."""
     try:
-        return service.predict(products, endpoint, include_probabilities)
+        results = deployment.predict(products, endpoint, include_probabilities)
     except ProductImageError as error:
-        raise image_http_error(error, service, batch=endpoint == "batch") from error
+        raise image_http_error(error, deployment.metrics, batch=endpoint == "batch") from error
+    # A batch split between the two models logs both versions (and variants), comma-separated.
+    request.state.model_version = ",".join(sorted({r["model_version"] for r in results}))
+    request.state.variant = ",".join(sorted({r["variant"] for r in results}))
+    return results
 
 
 def batch_request_body(max_items: int) -> dict:
@@ -92,7 +98,7 @@ def add_predict_route(router: APIRouter, limiter: Limiter, settings: Settings) -
     def predict(
         request: Request,
         user: CurrentUser,
-        service: Service,
+        models: Models,
         designation: Annotated[str, Form(max_length=MAX_DESIGNATION_CHARS, pattern=HAS_TEXT,
                                          description="product title")],
         description: Annotated[str | None, Form(max_length=MAX_DESCRIPTION_CHARS)] = None,
@@ -104,12 +110,14 @@ def add_predict_route(router: APIRouter, limiter: Limiter, settings: Settings) -
     ) -> dict:
         """The predicted prdtypecode, its category and probability, the top 5 and the modalities used.
 
-        Without an image the prediction comes from the text alone, and `note` says so.
+        Without an image the prediction comes from the text alone, and `note` says so. During an
+        A/B rollout, `model_version` and `variant` say which model answered (the same one for a
+        given productid, product_identifier or, without either, title).
         """
         # A sync route: decoding and inference run in the thread pool, off the event loop.
         product = ProductInput(designation, description, read_upload(image, settings.max_upload_bytes),
                                productid, imageid, product_identifier)
-        return predict_products(service, [product], "predict", include_probabilities)[0]
+        return predict_products(request, models, [product], "predict", include_probabilities)[0]
 
 
 def add_batch_route(router: APIRouter, limiter: Limiter, settings: Settings) -> None:
@@ -122,7 +130,7 @@ def add_batch_route(router: APIRouter, limiter: Limiter, settings: Settings) -> 
     async def predict_batch(
         request: Request,
         user: CurrentUser,
-        service: Service,
+        models: Models,
         include_probabilities: Annotated[bool, INCLUDE_PROBABILITIES] = False,
     ) -> dict:
         """One prediction per product, in order.
@@ -131,11 +139,13 @@ def add_batch_route(router: APIRouter, limiter: Limiter, settings: Settings) -> 
         X_test_update.csv layout (unnamed index, designation, description, productid, imageid) sent
         as text/csv or as the `file` part of a multipart form. CSV rows carry no image: they are
         predicted from their text, and their index comes back as `product_identifier`.
+        Each prediction names the `model_version` and `variant` that answered it.
         """
         products = await read_batch(request, settings)
-        results = await run_in_threadpool(predict_products, service, products, "batch", include_probabilities)
+        current_version = models.served.current.version
+        results = await run_in_threadpool(predict_products, request, models, products, "batch", include_probabilities)
         predictions = [{**result, "row": row} for row, result in enumerate(results)]
-        return {"count": len(predictions), "model_version": service.version, "predictions": predictions}
+        return {"count": len(predictions), "model_version": current_version, "predictions": predictions}
 
 
 def build_router(limiter: Limiter, settings: Settings) -> APIRouter:

@@ -10,13 +10,13 @@ lock); every API worker reloads when it sees the file change.
 
 import fcntl
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+
+from rakuten_mm.serving.atomic import replace_file
 
 
 class RolloutError(ValueError):
@@ -61,20 +61,6 @@ def read_state(path: Path, default_current: Path) -> RolloutState:
         return RolloutState(**data)
     except (ValueError, TypeError) as error:
         raise RolloutError(f"cannot read rollout file {path}: {error}") from error
-
-
-def replace_file(path: Path, text: str) -> None:
-    """Replace the file by a new one (a new inode) atomically: readers see the old or the new text, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_state(path: Path, state: RolloutState) -> RolloutState:

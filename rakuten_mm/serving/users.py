@@ -14,13 +14,13 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from rakuten_mm.serving.atomic import replace_file
 from rakuten_mm.serving.security import hash_password, verify_password
 
 log = logging.getLogger(__name__)
@@ -67,16 +67,7 @@ def write_users_file(path: Path, users: dict[str, User]) -> None:
     data = {"users": {u.username: {"password_hash": u.password_hash, "disabled": u.disabled, "admin": u.admin}
                       for u in sorted(users.values(), key=lambda u: u.username)}}
     text = yaml.safe_dump(data, sort_keys=True) if _is_yaml(path) else json.dumps(data, indent=2) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    replace_file(path, text, mode=0o600)
 
 
 class UserStore:

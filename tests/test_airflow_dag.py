@@ -30,7 +30,6 @@ from rakuten_mm.serving.versions import identify_models
 from test_api_server import free_port, wait_until_up
 from test_remote import cached_outs, file_md5s, moto_server, point_remote_at, remote_bucket, s3_client
 
-pytestmark = pytest.mark.slow
 REPO_ROOT = Path(__file__).resolve().parents[1]
 AIRFLOW_PYTHON = Path(os.environ.get("RAKUTEN_AIRFLOW_PYTHON", REPO_ROOT / ".venv-airflow" / "bin" / "python"))
 CHECK_DAG = REPO_ROOT / "airflow" / "check_dag.py"
@@ -276,6 +275,7 @@ def monitor_args(log: Path, tmp: Path) -> list[str]:
     return ["--log", str(log), "--report", str(tmp / f"drift-{log.stem}.json"), "--last-days", "1"]
 
 
+@pytest.mark.slow
 def test_no_drift_skips_the_retraining(retrain, project, api, prediction_logs, remote):
     files_before, version_before, keys_before = model_files(project), served_version(api), bucket_keys(remote)
     report = retrain(require_drift=True, monitor_args=monitor_args(prediction_logs["calm"], retrain.folder))
@@ -290,6 +290,7 @@ def test_no_drift_skips_the_retraining(retrain, project, api, prediction_logs, r
     assert bucket_keys(remote) == keys_before
 
 
+@pytest.mark.slow
 def test_failed_gate_rolls_nothing_out_and_restores_the_checkout(retrain, project, api, remote):
     checkout_before, served_before = model_files(project), model_files(served_folder(api))
     version_before, keys_before = served_version(api), bucket_keys(remote)
@@ -317,6 +318,7 @@ def registered_versions(tracking_db: Path, model_name: str = "rakuten-mm") -> li
     return [version.tags for version in client.search_model_versions(f"name = '{model_name}'")]
 
 
+@pytest.mark.slow
 def test_drift_and_passed_gate_push_register_and_promote(retrain, project, api, prediction_logs, remote):
     version_before, keys_before = served_version(api), bucket_keys(remote)
     report = retrain(require_drift=True, production_rev=PRODUCTION_TAG,

@@ -32,8 +32,11 @@ MLFLOW_URI = SettingSource("mlflow_tracking_uri", "rakuten_mlflow_tracking_uri",
 ROLLOUT = ["-m", "rakuten_mm.serving.rollout"]
 # Read when the file is parsed: a schedule cannot depend on a run's params. "none": manual runs only.
 SCHEDULE = os.environ.get("RAKUTEN_RETRAIN_SCHEDULE", "@daily")
-RETRY = {"retries": int(os.environ.get("RAKUTEN_RETRAIN_RETRIES", "2")),
-         "retry_delay": timedelta(seconds=float(os.environ.get("RAKUTEN_RETRAIN_RETRY_DELAY_S", "120")))}
+# Every task of a run must run where the checkout is: with several Celery workers, give the
+# tasks a queue that only the worker holding the checkout listens to.
+TASK_DEFAULTS = {"retries": int(os.environ.get("RAKUTEN_RETRAIN_RETRIES", "2")),
+                 "retry_delay": timedelta(seconds=float(os.environ.get("RAKUTEN_RETRAIN_RETRY_DELAY_S", "120"))),
+                 "queue": os.environ.get("RAKUTEN_RETRAIN_QUEUE", "default")}
 
 PARAMS = {
     "project_dir": Param("", type="string", description="Project checkout to retrain in (else Variable "
@@ -42,7 +45,7 @@ PARAMS = {
     "production_rev": Param("", type="string", description="Git revision holding the production model's "
                                                             "metrics (else Variable/env; default main)"),
     "require_drift": Param(True, type="boolean", description="Retrain only when the monitor flags drift"),
-    "monitor_args": Param([], type="array", description="Extra arguments of the monitor, e.g. [\"--last-days\", \"7\"]"),
+    "monitor_args": Param([], type="array", description='Extra arguments of the monitor, e.g. ["--last-days", "7"]'),
     "register_model": Param(True, type="boolean", description="Register the new model in MLflow"),
     "model_name": Param("rakuten-mm", type="string", description="MLflow registered model name"),
     "releases_dir": Param("", type="string", description="Where passed models are copied for serving "
@@ -78,7 +81,7 @@ def api_environment(conn_id: str) -> dict[str, str]:
     return release.rollout_environment(conn.conn_type, conn.host, conn.port, conn.schema, conn.login, conn.password)
 
 
-@task(**RETRY)
+@task(**TASK_DEFAULTS)
 def snapshot_workspace() -> str:
     """Record the checkout's state (dvc.lock, metrics) to put back if the run fails."""
     sha = workspace.snapshot_workspace(current_project())
@@ -86,13 +89,13 @@ def snapshot_workspace() -> str:
     return sha
 
 
-@task(execution_timeout=timedelta(hours=1), **RETRY)
+@task(execution_timeout=timedelta(hours=1), **TASK_DEFAULTS)
 def dvc_pull() -> None:
     """Fetch the data and models of dvc.lock from the remote (the monitor's reference data among them)."""
     current_project().dvc("pull")
 
 
-@task.short_circuit(execution_timeout=timedelta(minutes=30), **RETRY)
+@task.short_circuit(execution_timeout=timedelta(minutes=30), **TASK_DEFAULTS)
 def check_drift() -> bool:
     """Go on when the monitor flags drift (exit 3) or drift is not required; skip the rest otherwise."""
     params = run_params()
@@ -105,13 +108,13 @@ def check_drift() -> bool:
     return code == MONITOR_DRIFT
 
 
-@task(execution_timeout=timedelta(hours=6), **RETRY)
+@task(execution_timeout=timedelta(hours=6), **TASK_DEFAULTS)
 def dvc_repro() -> None:
     """Rerun the pipeline stages whose data, code or params changed."""
     current_project().dvc("repro")
 
 
-@task(execution_timeout=timedelta(minutes=10), **RETRY)
+@task(execution_timeout=timedelta(minutes=10), **TASK_DEFAULTS)
 def quality_gate() -> None:
     """Compare the new metrics with the production revision's; a drop beyond tolerance stops the run."""
     rev = resolve_setting(run_params(), PRODUCTION_REV) or DEFAULT_PRODUCTION_REV
@@ -121,13 +124,13 @@ def quality_gate() -> None:
         raise AirflowFailException(f"quality gate failed against {rev}: the new model is not rolled out")
 
 
-@task(execution_timeout=timedelta(hours=1), **RETRY)
+@task(execution_timeout=timedelta(hours=1), **TASK_DEFAULTS)
 def dvc_push() -> None:
     """Store the new data, models and run cache on the remote."""
     current_project().dvc("push", "--run-cache")
 
 
-@task(execution_timeout=timedelta(minutes=30), **RETRY)
+@task(execution_timeout=timedelta(minutes=30), **TASK_DEFAULTS)
 def register_model() -> None:
     """Register the new model in MLflow (skipped when the register_model param is off)."""
     params = run_params()
@@ -138,7 +141,7 @@ def register_model() -> None:
                           extra_env={"MLFLOW_TRACKING_URI": tracking_uri} if tracking_uri else None)
 
 
-@task(execution_timeout=timedelta(minutes=30), trigger_rule=TriggerRule.NONE_FAILED, **RETRY)
+@task(execution_timeout=timedelta(minutes=30), trigger_rule=TriggerRule.NONE_FAILED, **TASK_DEFAULTS)
 def publish_release() -> str:
     """Copy the passed models (with dvc.lock and metrics) to a release folder nobody rewrites; its models path."""
     project, params = current_project(), run_params()
@@ -149,7 +152,7 @@ def publish_release() -> str:
     return str(models)
 
 
-@task(execution_timeout=timedelta(minutes=15), **RETRY)
+@task(execution_timeout=timedelta(minutes=15), **TASK_DEFAULTS)
 def set_candidate(models: str) -> None:
     """Serve the release to candidate_share of products (rollout set-candidate) and ask the API to reload."""
     params = run_params()
@@ -164,7 +167,7 @@ def set_candidate(models: str) -> None:
         raise
 
 
-@task(execution_timeout=timedelta(minutes=15), **RETRY)
+@task(execution_timeout=timedelta(minutes=15), **TASK_DEFAULTS)
 def promote_candidate() -> None:
     """Make the candidate the current model (rollout promote; the old one stays as `previous` for rollback)."""
     params = run_params()
@@ -173,7 +176,7 @@ def promote_candidate() -> None:
     current_project().run([*ROLLOUT, "promote"], extra_env=api_environment(params["api_conn_id"]))
 
 
-@task(execution_timeout=timedelta(minutes=30), trigger_rule=TriggerRule.ONE_FAILED, **RETRY)
+@task(execution_timeout=timedelta(minutes=30), trigger_rule=TriggerRule.ONE_FAILED, **TASK_DEFAULTS)
 def restore_workspace() -> None:
     """After a failed pull, repro or gate: put back the models and dvc.lock the run started from."""
     sha = get_current_context()["ti"].xcom_pull(task_ids="snapshot_workspace")

@@ -48,17 +48,15 @@ PRODUCTION_REV = SettingSource("production_rev", "rakuten_production_rev", "RAKU
 RELEASES_DIR = SettingSource("releases_dir", "rakuten_releases_dir", "RAKUTEN_RELEASES_DIR")
 
 
-def resolve_setting(params: Mapping, source: SettingSource, variables: Mapping | None = None) -> str | None:
+def resolve_setting(params: Mapping, source: SettingSource) -> str | None:
     """The first non-empty of: the run's param, the Airflow Variable, the environment variable."""
     value = params.get(source.param)
     if value not in (None, ""):
         return str(value)
-    if variables is None:
-        from airflow.sdk import Variable
+    # Imported here: the module stays importable without a running task (Variables need one).
+    from airflow.sdk import Variable
 
-        value = Variable.get(source.variable, default=None)
-    else:
-        value = variables.get(source.variable)
+    value = Variable.get(source.variable, default=None)
     if value not in (None, ""):
         return str(value)
     return os.environ.get(source.env) or None
@@ -72,15 +70,15 @@ class Project:
     python: Path
 
     @classmethod
-    def from_params(cls, params: Mapping, variables: Mapping | None = None) -> "Project":
+    def from_params(cls, params: Mapping) -> "Project":
         """Resolve the project folder and its python (default: <project>/.venv/bin/python); check both."""
-        directory = resolve_setting(params, PROJECT_DIR, variables)
+        directory = resolve_setting(params, PROJECT_DIR)
         if not directory:
             raise ProjectConfigError(
                 f"no project folder: set the DAG param `{PROJECT_DIR.param}`, the Airflow Variable "
                 f"`{PROJECT_DIR.variable}` or the environment variable {PROJECT_DIR.env}")
         directory_path = Path(directory).expanduser().resolve()
-        python = resolve_setting(params, PROJECT_PYTHON, variables)
+        python = resolve_setting(params, PROJECT_PYTHON)
         python_path = Path(python).expanduser() if python else directory_path / ".venv" / "bin" / "python"
         if not (directory_path / "dvc.yaml").is_file():
             raise ProjectConfigError(f"{directory_path} has no dvc.yaml: not a checkout of the project")

@@ -30,11 +30,12 @@ def adapt_vectorizer(kind: str, train_texts: list[str], params: dict) -> layers.
 
 def vectorize(vectorizer: layers.TextVectorization, texts: list[str], chunk: int = 1024):
     """Vectors of all texts: a CSR matrix for tf-idf (mostly zeros), an int array for sequences."""
-    parts = [np.asarray(vectorizer(text_tensor(texts[start:start + chunk])))
+    tfidf = vectorizer.get_config()["output_mode"] == "tf_idf"
+    # Each dense tf-idf chunk becomes sparse at once: all of them dense would be n × max_tokens floats.
+    to_compact = sparse.csr_matrix if tfidf else (lambda part: part.astype(np.int32))
+    parts = [to_compact(np.asarray(vectorizer(text_tensor(texts[start:start + chunk]))))
              for start in range(0, len(texts), chunk)]
-    if vectorizer.get_config()["output_mode"] == "tf_idf":
-        return sparse.vstack([sparse.csr_matrix(part) for part in parts], format="csr", dtype=np.float32)
-    return np.concatenate(parts).astype(np.int32)
+    return sparse.vstack(parts, format="csr", dtype=np.float32) if tfidf else np.concatenate(parts)
 
 
 def sequence_encoder(tokens, params: dict, kind: str, vocabulary_size: int):

@@ -1,8 +1,8 @@
 """The retraining DAG (airflow/dags) in Airflow's own venv: it loads, and dag.test() runs it for real.
 
 The end-to-end tests share one project checkout made from the tiny pipeline: a `production` tag,
-a moto S3 remote on 127.0.0.1 holding it, a real uvicorn API serving the checkout's models, and
-new params (another fusion method) to retrain with. Three runs, in order: no drift (nothing runs),
+a moto S3 remote on 127.0.0.1 holding it, a real uvicorn API serving a deployed copy of its models,
+and new params (another fusion method) to retrain with. Three runs, in order: no drift (nothing runs),
 a gate that cannot pass (nothing rolled out, workspace restored), drift with a passing gate
 (pushed, registered, published, promoted and reloaded by the API).
 """

@@ -3,10 +3,13 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Airflow's own venv (make airflow-venv; see the end of this file).
+AIRFLOW_VENV ?= .venv-airflow
+AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
 
 .PHONY: run test setup clean-venv serve user
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-serve.txt requirements-dev.txt requirements-mlflow.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-dev.txt
@@ -18,7 +21,7 @@ setup: $(STAMP)
 run: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" dvc repro
 
-test: $(STAMP)
+test: $(STAMP) $(AIRFLOW_STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" python -m pytest -q
 
 # The prediction API on the models `make run` trained (settings: .env, see .env.example).
@@ -27,10 +30,25 @@ WORKERS ?= 2
 serve: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" uvicorn rakuten_mm.serving.main:app --host 127.0.0.1 --port 8000 --workers $(WORKERS) --no-access-log
 
-# Add an API user: `make user NAME=alice` (prompts for the password).
+# Add an API user: `make user NAME=alice` (prompts for the password); ADMIN=1 for an admin.
 user: $(STAMP)
-	@test -n "$(NAME)" || { echo "usage: make user NAME=<user name>"; exit 2; }
-	PATH="$(CURDIR)/$(BIN):$$PATH" python -m rakuten_mm.serving.users add "$(NAME)"
+	@test -n "$(NAME)" || { echo "usage: make user NAME=<user name> [ADMIN=1]"; exit 2; }
+	PATH="$(CURDIR)/$(BIN):$$PATH" python -m rakuten_mm.serving.users add "$(NAME)" $(if $(ADMIN),--admin)
+
+# A/B rollout of the API's models (docs/api.md): `make candidate DIR=/srv/exp/models SHARE=0.1`,
+# then `make promote` or `make rollback`. Set RAKUTEN_ROLLOUT_USER/_PASSWORD (admin) in .env to
+# make the running API reload at once; otherwise its workers notice the change by themselves.
+SHARE ?= 0.1
+.PHONY: candidate promote rollback rollout-status
+candidate: $(STAMP)
+	@test -n "$(DIR)" || { echo "usage: make candidate DIR=<models folder> [SHARE=0.1]"; exit 2; }
+	PATH="$(CURDIR)/$(BIN):$$PATH" python -m rakuten_mm.serving.rollout set-candidate "$(DIR)" --share $(SHARE)
+promote: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" python -m rakuten_mm.serving.rollout promote
+rollback: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" python -m rakuten_mm.serving.rollout rollback
+rollout-status: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" python -m rakuten_mm.serving.rollout status
 
 clean-venv:
 	rm -rf $(VENV)
@@ -66,3 +84,49 @@ s3-local-stop:
 	-$(BIN)/dvc remote modify --local --unset storage endpointurl
 	-$(BIN)/dvc remote modify --local --unset storage access_key_id
 	-$(BIN)/dvc remote modify --local --unset storage secret_access_key
+
+# Airflow in its own venv (its pins would otherwise constrain the project's): the retraining DAG
+# (airflow/dags) runs the project's commands with $(VENV)'s python. docs/airflow.md.
+AIRFLOW_HOME ?= $(CURDIR)/.airflow
+.PHONY: airflow-venv airflow
+$(AIRFLOW_STAMP): airflow/requirements.txt
+	test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet -r airflow/requirements.txt
+	touch $(AIRFLOW_STAMP)
+
+airflow-venv: $(AIRFLOW_STAMP)
+
+# Airflow on http://127.0.0.1:8080 (scheduler, API server, DAG processor, triggerer: `airflow standalone`);
+# the admin password is printed at start and kept in $(AIRFLOW_HOME). The DAG retrains the checkout
+# RAKUTEN_PROJECT_DIR (default: this one). standalone starts its parts with `airflow` from PATH.
+airflow: $(STAMP) $(AIRFLOW_STAMP)
+	PATH="$(CURDIR)/$(AIRFLOW_VENV)/bin:$$PATH" AIRFLOW_HOME="$(AIRFLOW_HOME)" \
+	AIRFLOW__CORE__DAGS_FOLDER="$(CURDIR)/airflow/dags" AIRFLOW__CORE__LOAD_EXAMPLES=False \
+	AIRFLOW__API__HOST="$${AIRFLOW__API__HOST:-127.0.0.1}" RAKUTEN_PROJECT_DIR="$${RAKUTEN_PROJECT_DIR:-$(CURDIR)}" \
+	airflow standalone
+
+# Drift report of recent production traffic (the API's prediction log) against the training data:
+# monitoring/reports/drift.{json,prom,png}; settings in params.yaml `monitor:`, docs/monitoring.md.
+# `make monitor MONITOR_ARGS="--last-days 1 --fail-on-drift"` exits 3 on drift.
+MONITOR_ARGS ?=
+.PHONY: monitor
+monitor: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" python -m rakuten_mm.monitoring.monitor $(MONITOR_ARGS)
+
+# Log the evaluated pipeline to MLflow (params, metrics, confusion matrix, git commit, dvc.lock
+# hashes) and register models/ as a new version of MODEL_NAME. Server: MLFLOW_TRACKING_URI, else
+# sqlite:///mlflow.db with artifacts in mlartifacts/ here. docs/remote_and_experiments.md#mlflow.
+# `make register REGISTER_ARGS=--no-register` for servers without a model registry (DagsHub).
+MODEL_NAME ?= rakuten-mm
+REGISTER_ARGS ?=
+MLFLOW_UI_PORT ?= 5000
+.PHONY: register mlflow-ui
+register: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" python -m rakuten_mm.tracking.register --model-name "$(MODEL_NAME)" $(REGISTER_ARGS)
+
+# The MLflow UI on the local store, http://127.0.0.1:$(MLFLOW_UI_PORT). Job execution (GenAI jobs,
+# seven extra processes) is off: nothing here uses it.
+mlflow-ui: $(STAMP)
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow server --host 127.0.0.1 --port $(MLFLOW_UI_PORT) \
+	  --workers 1 --backend-store-uri sqlite:///mlflow.db --artifacts-destination mlartifacts

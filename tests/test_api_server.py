@@ -3,10 +3,8 @@
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,32 +14,17 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from api_support import add_users, candidate_models, product_jpeg
+from server_utils import background, free_port, wait_for_http
 from rakuten_mm.serving.rollout_state import read_state
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STARTUP_TIMEOUT_S = 180
 
 
-def free_port() -> int:
-    """A TCP port nothing listens on right now, on the loopback interface."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def wait_until_up(base_url: str, server: subprocess.Popen, output: Path) -> None:
     """Poll /status until the models are loaded; fail early if the server died."""
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"uvicorn exited with {server.returncode}:\n{output.read_text()[-4000:]}")
-        try:
-            if httpx.get(f"{base_url}/status", timeout=2).json()["models_loaded"]:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    pytest.fail("uvicorn did not answer within the startup timeout")
+    wait_for_http(f"{base_url}/status", server, output, STARTUP_TIMEOUT_S,
+                  ready=lambda response: response.json()["models_loaded"])
 
 
 def api_env(repo: Path, tmp_path: Path, users_file: Path) -> dict[str, str]:
@@ -59,24 +42,13 @@ def running_server(env: dict[str, str], tmp_path: Path, workers: int = 1) -> Ite
     """uvicorn on a free port with this environment; yields its base URL and stops it afterwards."""
     port = free_port()
     output = tmp_path / "server.out"
-    # Run from tmp_path so that no .env of the developer's checkout is read; output to a file,
-    # which, unlike a pipe nobody reads, can never fill up and block the server.
-    with output.open("w") as sink:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "rakuten_mm.serving.main:app", "--host", "127.0.0.1",
-             "--port", str(port), "--workers", str(workers), "--no-access-log"],
-            cwd=tmp_path, env=env, stdout=sink, stderr=subprocess.STDOUT)
-    base_url = f"http://127.0.0.1:{port}"
-    try:
+    # Run from tmp_path so that no .env of the developer's checkout is read.
+    command = [sys.executable, "-m", "uvicorn", "rakuten_mm.serving.main:app", "--host", "127.0.0.1",
+               "--port", str(port), "--workers", str(workers), "--no-access-log"]
+    with background(command, output, cwd=tmp_path, env=env) as server:
+        base_url = f"http://127.0.0.1:{port}"
         wait_until_up(base_url, server, output)
         yield base_url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 
 def check_a_token_and_a_prediction(base_url: str, username: str, password: str) -> None:

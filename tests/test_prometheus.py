@@ -26,7 +26,8 @@ import pytest
 import yaml
 
 from api_support import add_users, candidate_models, product_jpeg
-from test_api_server import api_env, free_port, running_server
+from server_utils import background, free_port, wait_for_http
+from test_api_server import api_env, running_server
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MONITORING = REPO_ROOT / "monitoring"
@@ -169,37 +170,6 @@ class Stack:
     version_of_variant: dict = field(default_factory=dict)
 
 
-@contextmanager
-def background(command: list[str], log_file: Path, **popen_args) -> Iterator[subprocess.Popen]:
-    """Run a server for the block, its output to a file (a pipe nobody reads could block it); stop it after."""
-    with log_file.open("w") as sink:
-        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, **popen_args)
-    try:
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def wait_for_http(url: str, process: subprocess.Popen, log_file: Path) -> None:
-    """Poll url until it answers 200; fail early if the server exited."""
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"{process.args[0]} exited with {process.returncode}:\n{log_file.read_text()[-4000:]}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"{url} did not answer within {READY_TIMEOUT_S} s:\n{log_file.read_text()[-4000:]}")
-
-
 def write_api_files(env: dict[str, str], repo: Path, tmp: Path) -> None:
     """A fresh drift report and a rollout file with a candidate, where env tells the API to look."""
     report = {**DRIFT_REPORT, "generated_at": datetime.now(UTC).isoformat()}
@@ -250,9 +220,10 @@ def running_prometheus(api_port: int, tmp: Path) -> Iterator[str]:
                           f"--storage.tsdb.path={tmp / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prometheus_port}"]
     with background(node_command, tmp / "node_exporter.out") as node_exporter, \
             background(prometheus_command, tmp / "prometheus.out") as prometheus:
-        wait_for_http(f"http://127.0.0.1:{node_port}/metrics", node_exporter, tmp / "node_exporter.out")
+        wait_for_http(f"http://127.0.0.1:{node_port}/metrics", node_exporter, tmp / "node_exporter.out",
+                      READY_TIMEOUT_S)
         url = f"http://127.0.0.1:{prometheus_port}"
-        wait_for_http(f"{url}/-/ready", prometheus, tmp / "prometheus.out")
+        wait_for_http(f"{url}/-/ready", prometheus, tmp / "prometheus.out", READY_TIMEOUT_S)
         yield url
 
 

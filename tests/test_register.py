@@ -6,11 +6,8 @@ its REST API; the registered model is loaded and run in another subprocess, outs
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +18,7 @@ import pytest
 import yaml
 
 from api_support import product_jpeg, shared_classifier
+from server_utils import background, free_port, wait_for_http
 from rakuten_mm.categories import CODES
 from rakuten_mm.tracking.register import git_tags, main
 
@@ -35,58 +33,21 @@ model.predict(pd.read_pickle(sys.argv[2])).to_json(sys.argv[3], orient="records"
 """
 
 
-def free_port() -> int:
-    """A TCP port nothing listens on right now, on the loopback interface."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until_up(base_url: str, server: subprocess.Popen, output: Path) -> None:
-    """Poll /health until the server answers; fail early if it died, or after the timeout."""
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"mlflow server exited with {server.returncode}:\n{output.read_text()[-4000:]}")
-        try:
-            if httpx.get(f"{base_url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    pytest.fail(f"mlflow server did not answer within {STARTUP_TIMEOUT_S} s:\n{output.read_text()[-4000:]}")
-
-
-def stop_server(server: subprocess.Popen) -> None:
-    """Stop the server's process group (it forks a uvicorn worker), killing it after 20 s."""
-    os.killpg(server.pid, signal.SIGTERM)
-    try:
-        server.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait()
-
-
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory) -> Iterator[str]:
     """A real tracking server with a temporary SQLite store and proxied artifacts; yields its URL."""
     tmp = tmp_path_factory.mktemp("mlflow_server")
     port = free_port()
-    output = tmp / "server.out"
     # The job runner (huey consumers for GenAI jobs) is not needed and costs processes and seconds.
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    with output.open("w") as sink:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-             "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp / 'mlflow.db'}",
-             "--serve-artifacts", "--artifacts-destination", str(tmp / "artifacts")],
-            cwd=tmp, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(base_url, server, output)
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+               "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp / 'mlflow.db'}",
+               "--serve-artifacts", "--artifacts-destination", str(tmp / "artifacts")]
+    # mlflow server forks its uvicorn worker: stop the whole process group.
+    with background(command, tmp / "server.out", group=True, cwd=tmp, env=env) as server:
+        base_url = f"http://127.0.0.1:{port}"
+        wait_for_http(f"{base_url}/health", server, tmp / "server.out", STARTUP_TIMEOUT_S)
         yield base_url
-    finally:
-        stop_server(server)
 
 
 def register(repo: Path, tracking_uri: str) -> subprocess.CompletedProcess:

@@ -8,7 +8,6 @@ import contextlib
 import hashlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import pytest
 import yaml
 
 from pipeline_utils import run
+from server_utils import free_port
 
 pytestmark = pytest.mark.slow
 MOTO_SERVER = Path(sys.executable).parent / "moto_server"
@@ -29,13 +29,6 @@ DUMMY_KEY = "testing"
 # Small timeouts and a single attempt so that a dead server fails a push in seconds, not minutes.
 FAST_FAILURE = {"connect_timeout": "2", "read_timeout": "5"}
 PUSH_FAILURE_BOUND_S = 30
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextlib.contextmanager

@@ -27,3 +27,9 @@ def tiny_pipeline(tmp_path_factory) -> tuple[Path, str]:
     repo = copy_repository(tmp_path_factory.mktemp("pipeline"))
     result = run(["dvc", "repro"], repo, timeout=900)
     return repo, result.stdout + result.stderr
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the tests that retrain the shared tiny pipeline with other params after all the others."""
+    # A stable sort keeps every other test in its usual order.
+    items.sort(key=lambda item: item.get_closest_marker("changes_shared_pipeline") is not None)

@@ -23,13 +23,8 @@ def ran_stages(output: str) -> list[str]:
     return re.findall(r"Running stage '([^']+)'", output)
 
 
-@pytest.fixture
-def pipeline(tiny_pipeline):
-    return tiny_pipeline
-
-
-def test_every_stage_runs_and_writes_its_outs(pipeline):
-    repo, output = pipeline
+def test_every_stage_runs_and_writes_its_outs(tiny_pipeline):
+    repo, output = tiny_pipeline
     assert ran_stages(output) == STAGES
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
     for stage in STAGES:
@@ -38,8 +33,8 @@ def test_every_stage_runs_and_writes_its_outs(pipeline):
     assert "up to date" in run(["dvc", "status"], repo).stdout
 
 
-def test_metrics_cover_every_model(pipeline):
-    repo, _ = pipeline
+def test_metrics_cover_every_model(tiny_pipeline):
+    repo, _ = tiny_pipeline
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], repo).stdout)
     metrics = next(iter(shown.values()))["data"]["metrics/evaluate/metrics.json"]["data"]
     for model in MODELS:
@@ -52,8 +47,8 @@ def test_metrics_cover_every_model(pipeline):
     assert latency["batch_1"]["per_item_ms_p50"] > 0 and latency["batch_64"]["batch_size"] > 1
 
 
-def test_submission_has_one_prediction_per_unlabelled_row(pipeline):
-    repo, _ = pipeline
+def test_submission_has_one_prediction_per_unlabelled_row(tiny_pipeline):
+    repo, _ = tiny_pipeline
     submission = pd.read_csv(repo / "data/predictions/submission.csv", index_col=0)
     unlabelled = pd.read_csv(repo / "data/raw/X_test_update.csv", index_col=0)
     assert list(submission.columns) == ["prdtypecode"]
@@ -61,8 +56,8 @@ def test_submission_has_one_prediction_per_unlabelled_row(pipeline):
     assert submission["prdtypecode"].isin(CODES).all()
 
 
-def test_image_probabilities_are_blank_only_without_image(pipeline):
-    repo, _ = pipeline
+def test_image_probabilities_are_blank_only_without_image(tiny_pipeline):
+    repo, _ = tiny_pipeline
     table = pd.read_csv(repo / "data/interim/labelled.csv", index_col="index")
     split = pd.read_csv(repo / "data/processed/split.csv", index_col="row")
     has_image = table["has_image"].to_numpy()[split.index[split["split"] == "test"]]
@@ -82,8 +77,8 @@ def set_params(repo, **sections) -> None:
 
 # These two change the shared run's params: conftest runs them after every other test.
 @pytest.mark.changes_shared_pipeline
-def test_changing_fusion_method_reruns_only_fusion_and_evaluate(pipeline):
-    repo, _ = pipeline
+def test_changing_fusion_method_reruns_only_fusion_and_evaluate(tiny_pipeline):
+    repo, _ = tiny_pipeline
     set_params(repo, train_fusion={"method": "stacking"})
     result = run(["dvc", "repro"], repo)
     assert ran_stages(result.stdout) == ["train_fusion", "evaluate"]
@@ -92,8 +87,8 @@ def test_changing_fusion_method_reruns_only_fusion_and_evaluate(pipeline):
 
 
 @pytest.mark.changes_shared_pipeline
-def test_head_sweeps_on_frozen_features_reuse_features_and_data(pipeline):
-    repo, _ = pipeline
+def test_head_sweeps_on_frozen_features_reuse_features_and_data(tiny_pipeline):
+    repo, _ = tiny_pipeline
     set_params(repo, train_image={"input": "features", "learning_rate": 0.01, "epochs": 3})
     assert ran_stages(run(["dvc", "repro"], repo).stdout) == ["train_image", "train_fusion", "evaluate"]
     # The served image model still takes pixels: the frozen extractor followed by the new head.

@@ -82,13 +82,16 @@ def detect_language(title: str, description: str = "") -> str:
     return "other"
 
 
-def input_profile(designation: str, description: str | None, has_image: bool) -> dict:
-    """Title length, missing description/image flags and language of one product (no raw text)."""
-    title = clean_text(designation)
-    cleaned_description = clean_text(description)
+def cleaned_profile(title: str, description: str, description_missing: bool, has_image: bool) -> dict:
+    """The profile of text already cleaned (the pipeline's tables): title length, flags, language."""
     return {
         "title_length": len(title),
-        "description_missing": is_missing(description),
+        "description_missing": bool(description_missing),
         "image_missing": not bool(has_image),
-        "language": detect_language(title, cleaned_description),
+        "language": detect_language(title, description),
     }
+
+
+def input_profile(designation: str, description: str | None, has_image: bool) -> dict:
+    """Title length, missing description/image flags and language of one raw product (no raw text)."""
+    return cleaned_profile(clean_text(designation), clean_text(description), is_missing(description), has_image)

@@ -11,7 +11,7 @@ import pandas as pd
 
 from rakuten_mm.categories import CODES
 from rakuten_mm.data.dataset import read_split_table, rows_of
-from rakuten_mm.monitoring.profile import input_profile
+from rakuten_mm.monitoring.profile import cleaned_profile
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +68,9 @@ def reference_inputs(dataset_dir: str | Path, split_path: str | Path, split_name
     table = read_split_table(Path(dataset_dir) / "labelled.csv")
     split = pd.read_csv(split_path, index_col="row")
     rows = table.iloc[rows_of(split, split_name)]
+    # The table's text is cleaned already and its flag is the raw description's, as the API sees it.
     profiles = [
-        # The table's flag is the raw description's; its cleaned text is blank for a missing one.
-        input_profile(title, None if missing else description, has_image)
+        cleaned_profile(title, description, missing, has_image)
         for title, description, missing, has_image in
         zip(rows["title"], rows["description"], rows["description_missing"], rows["has_image"], strict=True)
     ]

@@ -1,11 +1,16 @@
 """The challenge's raw layout: CSV tables with an unnamed index and images named by ids."""
 
+import codecs
 from pathlib import Path
 
 import pandas as pd
 
 FEATURE_COLUMNS = ("designation", "description", "productid", "imageid")
 LABEL_COLUMN = "prdtypecode"
+# Bytes decoded at a time when checking the encoding (the full X_train is ~60 MB).
+ENCODING_CHECK_CHUNK = 1 << 20
+# How many offending ids an error message lists.
+SHOWN_IDS = 10
 
 
 class RawLayoutError(ValueError):
@@ -17,12 +22,55 @@ def image_filename(imageid: int, productid: int) -> str:
     return f"image_{int(imageid)}_product_{int(productid)}.jpg"
 
 
+def check_utf8(path: Path) -> None:
+    """Raise a one-line error naming the byte offset and line of the first byte that is not UTF-8."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, lines = 0, 1
+    with path.open("rb") as handle:
+        while True:
+            chunk = handle.read(ENCODING_CHECK_CHUNK)
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as error:
+                # error.object starts with the bytes of an unfinished character held back from the previous
+                # chunk (never a newline, which is one ASCII byte).
+                bad = offset - (len(error.object) - len(chunk)) + error.start
+                line = lines + error.object.count(b"\n", 0, error.start)
+                raise RawLayoutError(
+                    f"{path}: not UTF-8 at byte {bad} (line {line}: byte 0x{error.object[error.start]:02x}); "
+                    "save the file as UTF-8"
+                ) from None
+            if not chunk:
+                return
+            offset += len(chunk)
+            lines += chunk.count(b"\n")
+
+
+def check_index(path: Path, table: pd.DataFrame, required: tuple[str, ...]) -> None:
+    """The first column must be the challenge's unnamed row id, and ids must be unique."""
+    if table.index.name in required or table.index.name in (*FEATURE_COLUMNS, LABEL_COLUMN):
+        raise RawLayoutError(
+            f"{path}: no unnamed index column (the first column is '{table.index.name}'); the challenge CSVs "
+            "start with an unnamed row-id column, as written by pandas' to_csv()"
+        )
+    duplicated = table.index[table.index.duplicated()].unique()
+    if len(duplicated):
+        shown = sorted(duplicated.tolist())[:SHOWN_IDS]
+        raise RawLayoutError(f"{path}: duplicate row ids {shown} ({len(duplicated)} ids repeated); ids must be unique")
+
+
 def read_table(path: str | Path, required: tuple[str, ...]) -> pd.DataFrame:
-    """Read a challenge CSV (unnamed index column) and check its required columns."""
+    """Read a challenge CSV (unnamed index column) and check its encoding, index and required columns."""
     path = Path(path)
     if not path.is_file():
         raise RawLayoutError(f"{path}: file not found")
-    table = pd.read_csv(path, index_col=0, dtype={"designation": str, "description": str})
+    check_utf8(path)
+    try:
+        table = pd.read_csv(path, index_col=0, encoding="utf-8", dtype={"designation": str, "description": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise RawLayoutError(f"{path}: not a readable CSV ({first_line})") from None
+    check_index(path, table, required)
     for column in required:
         if column not in table.columns:
             raise RawLayoutError(f"{path}: missing required column '{column}'")

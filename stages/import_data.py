@@ -1,5 +1,6 @@
 """Stage `import`: bring the raw data into data/raw/ in the challenge layout."""
 
+import json
 import logging
 import shutil
 import sys
@@ -7,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 from rakuten_mm.data.importers import HubUnreachableError, download_from_hub, import_from_dir
-from rakuten_mm.data.raw_layout import RawLayoutError
+from rakuten_mm.data.raw_layout import IMPORT_REPORT, RawLayoutError
 from rakuten_mm.data.synthetic import generate_sample
 from rakuten_mm.stage import start_stage
 
@@ -43,6 +44,7 @@ def main() -> None:
     except (HubUnreachableError, RawLayoutError, FileNotFoundError, ValueError) as error:
         log.error("%s", error)
         sys.exit(1)
+    (out / IMPORT_REPORT).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     log.info("wrote %s: %s", out, summary)
 
 

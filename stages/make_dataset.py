@@ -1,5 +1,6 @@
 """Stage `make_dataset`: clean the text and preprocess the images of both raw splits."""
 
+import json
 import logging
 import sys
 from pathlib import Path
@@ -7,7 +8,9 @@ from pathlib import Path
 import pandas as pd
 
 from rakuten_mm.data.dataset import clean_table, data_report, write_split_table
-from rakuten_mm.data.raw_layout import FEATURE_COLUMNS, RawLayoutError, read_features, read_labelled
+from rakuten_mm.data.raw_layout import (
+    FEATURE_COLUMNS, IMPORT_REPORT, RawLayoutError, read_features, read_labelled,
+)
 from rakuten_mm.features.images import STATUS_MISSING, STATUS_OK, STATUS_UNREADABLE, preprocess_archive
 from rakuten_mm.models.io import write_json
 from rakuten_mm.stage import start_stage
@@ -53,6 +56,9 @@ def main() -> None:
         name: build_split(name, table, archives[name], out, params["image"])
         for name, table in raw_splits.items()
     }
+    # The import's own counts (e.g. images that matched no row), when the import stage wrote them.
+    if (raw / IMPORT_REPORT).is_file():
+        reports["import"] = json.loads((raw / IMPORT_REPORT).read_text())
     write_json(reports, args.report)
 
 

@@ -1,4 +1,7 @@
 import io
+import json
+import subprocess
+import sys
 import zipfile
 
 import pandas as pd
@@ -8,6 +11,7 @@ from PIL import Image
 from rakuten_mm.data.archive import write_stored_zip
 from rakuten_mm.data.importers import HubUnreachableError, download_from_hub, import_from_dir
 from rakuten_mm.data.raw_layout import image_filename
+from pipeline_utils import REPO_ROOT
 
 FILES = {"x_train": "X_train_update.csv", "y_train": "Y_train_CVw08PX.csv", "x_test": "X_test_update.csv",
          "images_train": "images_train.zip", "images_test": "images_test.zip"}
@@ -44,7 +48,7 @@ def test_dir_import_packs_one_archive_per_split_in_row_order(tmp_path, images_as
     (tmp_path / "src").mkdir()
     source = challenge_folder(tmp_path / "src", images_as_zip)
     summary = import_from_dir(source, tmp_path / "raw", FILES)
-    assert summary == {"labelled": 3, "unlabelled": 1, "images_train": 2, "images_test": 1}
+    assert summary == {"labelled": 3, "unlabelled": 1, "images_train": 2, "images_test": 1, "images_unmatched": 0}
     with zipfile.ZipFile(tmp_path / "raw" / FILES["images_train"]) as archive:
         assert archive.namelist() == [image_filename(11, 1), image_filename(13, 3)]
         assert all(info.compress_type == zipfile.ZIP_STORED for info in archive.infolist())
@@ -76,3 +80,47 @@ def test_unreachable_hub_fails_in_seconds(tmp_path, monkeypatch):
            "files": {"x_train": "X_train_update.csv"}}
     with pytest.raises(HubUnreachableError, match="unreachable at http://127.0.0.1:9"):
         download_from_hub(hub, tmp_path / "links")
+
+
+def test_image_extensions_match_whatever_their_case(tmp_path):
+    (tmp_path / "src").mkdir()
+    source = challenge_folder(tmp_path / "src", images_as_zip=False)
+    # Cameras and Windows tools write .JPG and .jpeg; the row still has its photo.
+    red = source / "image_train" / image_filename(11, 1)
+    red.rename(red.with_suffix(".JPG"))
+    (source / "image_train" / image_filename(12, 2).replace(".jpg", ".jpeg")).write_bytes(jpeg_bytes("white"))
+    write_stored_zip(source / "more.zip", [(f"images/image_test/{image_filename(14, 4)[:-4]}.JPEG", jpeg_bytes("gray"))])
+    (source / "image_test" / image_filename(14, 4)).unlink()
+    summary = import_from_dir(source, tmp_path / "raw", FILES)
+    assert summary["images_train"] == 3 and summary["images_test"] == 1 and summary["images_unmatched"] == 0
+    with zipfile.ZipFile(tmp_path / "raw" / FILES["images_train"]) as archive:
+        assert archive.namelist() == [image_filename(i, p) for i, p in ((11, 1), (12, 2), (13, 3))]
+        assert archive.read(image_filename(12, 2)) == jpeg_bytes("white")
+    with zipfile.ZipFile(tmp_path / "raw" / FILES["images_test"]) as archive:
+        assert archive.read(image_filename(14, 4)) == jpeg_bytes("gray")
+
+
+def run_stage(module: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_images_that_match_no_row_are_counted_in_the_data_report(tmp_path):
+    (tmp_path / "src").mkdir()
+    source = challenge_folder(tmp_path / "src", images_as_zip=False)
+    # Two photos whose ids are in no table (a product dropped from the CSV, a typo in an id).
+    (source / "image_train" / image_filename(99, 9)).write_bytes(jpeg_bytes("black"))
+    write_stored_zip(source / "extra.zip", [(f"image_test/{image_filename(98, 8)}", jpeg_bytes("black"))])
+    params = (REPO_ROOT / "params.yaml").read_text().replace("source: sample", "source: dir")
+    params = params.replace("path: ../shared/rakuten-real-sample", f"path: {source}")
+    (tmp_path / "params.yaml").write_text(params)
+    raw, report = tmp_path / "raw", tmp_path / "data_report.json"
+    imported = run_stage("stages.import_data", "--out", str(raw), "--params", str(tmp_path / "params.yaml"))
+    assert imported.returncode == 0, imported.stderr
+    assert "2 images in the source match no row" in imported.stderr
+    made = run_stage("stages.make_dataset", "--raw", str(raw), "--out", str(tmp_path / "interim"),
+                     "--report", str(report), "--params", str(tmp_path / "params.yaml"))
+    assert made.returncode == 0, made.stderr
+    reports = json.loads(report.read_text())
+    assert reports["import"]["images_unmatched"] == 2
+    assert reports["labelled"]["images_ok"] == 2 and reports["labelled"]["images_missing"] == 1

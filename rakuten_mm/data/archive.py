@@ -6,6 +6,16 @@ from pathlib import Path, PurePosixPath
 
 # A fixed timestamp keeps archive bytes (and so DVC hashes) identical between runs.
 FIXED_ZIP_TIME = (2020, 1, 1, 0, 0, 0)
+JPEG_EXTENSIONS = (".jpg", ".jpeg")
+
+
+def canonical_image_name(name: str) -> str | None:
+    """The challenge's spelling (".jpg") of a JPEG file name whatever its extension's case; None if not a JPEG."""
+    path = PurePosixPath(name)
+    # "._x.jpg" files are macOS resource forks that zips made on a Mac carry beside each photo.
+    if path.suffix.lower() not in JPEG_EXTENSIONS or path.name.startswith("._"):
+        return None
+    return path.stem + ".jpg"
 
 
 def write_stored_zip(path: str | Path, members: Iterable[tuple[str, bytes]]) -> int:
@@ -22,14 +32,12 @@ def write_stored_zip(path: str | Path, members: Iterable[tuple[str, bytes]]) -> 
 
 
 def index_members_by_basename(archive: zipfile.ZipFile) -> dict[str, str]:
-    """Map each JPEG's file name to its member path, whatever folders the zip nests it in."""
+    """Map each JPEG's canonical file name to its member path, whatever folders the zip nests it in."""
     index = {}
     for info in archive.infolist():
-        if info.is_dir():
-            continue
-        base = PurePosixPath(info.filename).name
-        if base.lower().endswith((".jpg", ".jpeg")) and not base.startswith("._"):
-            index.setdefault(base, info.filename)
+        name = None if info.is_dir() else canonical_image_name(info.filename)
+        if name is not None:
+            index.setdefault(name, info.filename)
     return index
 
 

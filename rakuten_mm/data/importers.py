@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from rakuten_mm.data.archive import index_members_by_basename, read_member, write_stored_zip
+from rakuten_mm.data.archive import canonical_image_name, index_members_by_basename, read_member, write_stored_zip
 from rakuten_mm.data.raw_layout import FEATURE_COLUMNS, image_filename, read_features, read_labelled
 
 log = logging.getLogger(__name__)
@@ -27,24 +27,37 @@ class HubUnreachableError(RuntimeError):
 
 
 class ImageLookup:
-    """Find challenge images by file name in loose folders and zip archives under one root."""
+    """Find challenge images by file name (any case of .jpg/.jpeg) in loose folders and zip archives under one root."""
 
     def __init__(self, root: Path, stack: ExitStack):
-        self.folders = [root / folder for folder in IMAGE_FOLDERS.values() if (root / folder).is_dir()]
+        self.files: dict[str, Path] = {}
+        for folder in IMAGE_FOLDERS.values():
+            if (root / folder).is_dir():
+                for path in sorted((root / folder).iterdir()):
+                    name = canonical_image_name(path.name)
+                    if name is not None and path.is_file():
+                        self.files.setdefault(name, path)
         self.archives = []
         for path in sorted(root.rglob("*.zip")):
             archive = stack.enter_context(zipfile.ZipFile(path))
             self.archives.append((archive, index_members_by_basename(archive)))
+        self.found: set[str] = set()
 
     def read(self, name: str) -> bytes | None:
         """Return the image's bytes, or None when no folder or archive holds it."""
-        for folder in self.folders:
-            if (folder / name).is_file():
-                return (folder / name).read_bytes()
+        if name in self.files:
+            self.found.add(name)
+            return self.files[name].read_bytes()
         for archive, members in self.archives:
             if name in members:
+                self.found.add(name)
                 return read_member(archive, members[name])
         return None
+
+    def unmatched(self) -> int:
+        """How many distinct images in the source no read() asked for (photos of no row)."""
+        available = set(self.files).union(*(members for _, members in self.archives))
+        return len(available - self.found)
 
 
 def iter_found_images(table: pd.DataFrame, lookup: ImageLookup, desc: str) -> Iterator[tuple[str, bytes]]:
@@ -79,6 +92,10 @@ def import_from_dir(source: str | Path, out_dir: str | Path, files: dict) -> dic
         for key, table in (("images_train", labelled), ("images_test", unlabelled)):
             images = iter_found_images(table, lookup, desc=key)
             counts[key] = write_stored_zip(out_dir / files[key], images)
+        counts["images_unmatched"] = lookup.unmatched()
+    if counts["images_unmatched"]:
+        log.warning("%d images in the source match no row of %s or %s (not imported)",
+                    counts["images_unmatched"], files["x_train"], files["x_test"])
     log.info("imported %d labelled and %d unlabelled rows from %s", len(labelled), len(unlabelled), source)
     return {"labelled": len(labelled), "unlabelled": len(unlabelled), **counts}
 

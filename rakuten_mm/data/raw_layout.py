@@ -7,6 +7,9 @@ import pandas as pd
 
 FEATURE_COLUMNS = ("designation", "description", "productid", "imageid")
 LABEL_COLUMN = "prdtypecode"
+# The import stage's counts (rows, images packed, images matching no row), beside the raw files;
+# make_dataset copies them into the data report.
+IMPORT_REPORT = "import_report.json"
 # Bytes decoded at a time when checking the encoding (the full X_train is ~60 MB).
 ENCODING_CHECK_CHUNK = 1 << 20
 # How many offending ids an error message lists.

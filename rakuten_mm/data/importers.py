@@ -3,8 +3,8 @@
 import logging
 import os
 import shutil
-import socket
-from urllib.parse import urlparse
+import urllib.error
+import urllib.request
 import zipfile
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -24,6 +24,10 @@ IMAGE_FOLDERS = {"images_train": "image_train", "images_test": "image_test"}
 
 class HubUnreachableError(RuntimeError):
     """The Hugging Face hub could not be reached (offline machine, proxy, bad token)."""
+
+
+class HubContentError(ValueError):
+    """The hub answered, but the dataset repo, revision or file that params name is not there."""
 
 
 class ImageLookup:
@@ -101,17 +105,40 @@ def import_from_dir(source: str | Path, out_dir: str | Path, files: dict) -> dic
 
 
 def check_hub_reachable(endpoint: str, timeout_s: float) -> None:
-    """Open one TCP connection to the hub, so that an offline machine fails in seconds, not retries."""
-    url = urlparse(endpoint)
-    port = url.port or (443 if url.scheme == "https" else 80)
+    """One HTTP HEAD to the hub, so that an offline machine or a hub that never answers fails in seconds.
+
+    Any HTTP answer counts as reachable. Through the environment's proxies, as the hub client goes; the
+    client itself would retry a silent hub for minutes (60 s per attempt) whatever import.hub.timeout_s says.
+    """
     try:
-        socket.create_connection((url.hostname, port), timeout=timeout_s).close()
-    except OSError as error:
+        urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=timeout_s).close()
+    except urllib.error.HTTPError:
+        return
+    except (OSError, ValueError) as error:  # refused, DNS, TLS, proxy, or no answer within timeout_s
+        reason = getattr(error, "reason", error)
         raise HubUnreachableError(
-            f"Hugging Face hub unreachable at {endpoint} ({error}). Download the files yourself and run "
-            "with `dvc exp run -S import.source=dir -S import.dir.path=<folder>`, or set HF_HUB_OFFLINE=1 "
-            "if they are already in the HF cache."
+            f"Hugging Face hub unreachable at {endpoint} ({reason}; timeout {timeout_s} s). Download the files "
+            "yourself and run with `dvc exp run -S import.source=dir -S import.dir.path=<folder>`, or set "
+            "HF_HUB_OFFLINE=1 if they are already in the HF cache."
         ) from error
+
+
+def hub_content_error(error: Exception, hub: dict, repo_path: str, endpoint: str) -> HubContentError | None:
+    """A message naming the param to fix when the hub said the repo, revision or file does not exist."""
+    from huggingface_hub.errors import RemoteEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+
+    repo_id, revision = hub["repo_id"], hub["revision"]
+    if isinstance(error, RevisionNotFoundError):
+        return HubContentError(
+            f"import.hub.revision: revision '{revision}' not found in dataset {repo_id} at {endpoint}; "
+            "set import.hub.revision to a branch, tag or commit of that repository")
+    if isinstance(error, RemoteEntryNotFoundError):
+        return HubContentError(
+            f"import.hub.files: '{repo_path}' not found in dataset {repo_id} at revision '{revision}' ({endpoint})")
+    if isinstance(error, RepositoryNotFoundError):  # also a gated or private repo without a valid HF_TOKEN
+        return HubContentError(
+            f"import.hub.repo_id: dataset {repo_id} not found at {endpoint}, or private/gated (set HF_TOKEN)")
+    return None
 
 
 def download_from_hub(hub: dict, link_dir: str | Path) -> Path:
@@ -124,17 +151,18 @@ def download_from_hub(hub: dict, link_dir: str | Path) -> Path:
 
     if not constants.HF_HUB_OFFLINE:
         check_hub_reachable(constants.ENDPOINT, hub["timeout_s"])
-    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", str(hub["timeout_s"]))
-    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", str(hub["timeout_s"]))
     link_dir = Path(link_dir)
     link_dir.mkdir(parents=True, exist_ok=True)
     for repo_path in hub["files"].values():
         try:
             local = hf_hub_download(
                 repo_id=hub["repo_id"], filename=repo_path, repo_type="dataset",
-                revision=hub["revision"], token=os.environ.get("HF_TOKEN"),
+                revision=hub["revision"], token=os.environ.get("HF_TOKEN"), etag_timeout=hub["timeout_s"],
             )
-        except Exception as error:  # the hub client raises many kinds; all mean "not reachable" here
+        except Exception as error:  # the hub client raises many kinds; all but "not there" mean "not reachable"
+            content_error = hub_content_error(error, hub, repo_path, constants.ENDPOINT)
+            if content_error is not None:
+                raise content_error from error
             first_line = str(error).splitlines()[0] if str(error) else ""
             raise HubUnreachableError(
                 f"Hugging Face hub unreachable for {hub['repo_id']}/{repo_path} "

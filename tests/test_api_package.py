@@ -63,9 +63,9 @@ def test_a_decompression_bomb_is_refused_before_any_decoding(monkeypatch):
         preprocess_image_bytes(bomb, 32, max_pixels=10_000_000)
 
 
-def test_the_pixel_limit_is_off_by_default_and_inclusive():
+def test_the_pixel_limit_is_inclusive_and_can_be_lifted():
     image = encode(Image.new("RGB", (100, 50), "white"), "PNG")
-    assert preprocess_image_bytes(image, 16).shape == (16, 16, 3)
+    assert preprocess_image_bytes(image, 16, max_pixels=None).shape == (16, 16, 3)
     assert preprocess_image_bytes(image, 16, max_pixels=5000).shape == (16, 16, 3)
     with pytest.raises(ImageTooLargeError):
         preprocess_image_bytes(image, 16, max_pixels=4999)
@@ -73,7 +73,10 @@ def test_the_pixel_limit_is_off_by_default_and_inclusive():
 
 def test_formats_restrict_the_decoders_only():
     gif = encode(Image.new("RGB", (40, 40), "blue"), "GIF")
-    assert decode_jpeg_scaled(gif, 8).size == (40, 40)  # the pipeline still reads GIFs
+    assert decode_jpeg_scaled(gif, 8, formats=("GIF",)).size == (40, 40)
+    # The pipeline's default is the API's list: neither reads a GIF.
+    with pytest.raises(UnsupportedImageFormatError):
+        decode_jpeg_scaled(gif, 8)
     with pytest.raises(UnsupportedImageFormatError):
         decode_jpeg_scaled(gif, 8, formats=IMAGE_FORMATS)
     jpeg = product_jpeg(120)

@@ -8,7 +8,9 @@ import numpy as np
 import tensorflow as tf
 
 from rakuten_mm.categories import CODES
-from rakuten_mm.features.images import ACCEPTED_FORMATS, UnreadableImageError, preprocess_image_bytes
+from rakuten_mm.features.images import (
+    ACCEPTED_FORMATS, DEFAULT_MAX_ASPECT_RATIO, DEFAULT_MAX_PIXELS, UnreadableImageError, preprocess_image_bytes,
+)
 from rakuten_mm.features.text import clean_text, model_input_texts
 from rakuten_mm.models.fusion import apply_fusion
 from rakuten_mm.models.io import read_json
@@ -95,19 +97,20 @@ class ProductClassifier:
         designation,
         description,
         image_bytes: bytes | None,
-        max_image_pixels: int | None = None,
+        max_image_pixels: int | None = DEFAULT_MAX_PIXELS,
         image_formats: tuple[str, ...] = ACCEPTED_FORMATS,
+        max_image_aspect_ratio: float | None = DEFAULT_MAX_ASPECT_RATIO,
     ):
         """Clean raw fields and preprocess raw image bytes exactly as make_dataset does."""
-        # max_image_pixels and image_formats only refuse images, before decoding them
-        # (UnreadableImageError subclasses): accepted ones are preprocessed the same way.
+        # The limits only refuse images, before decoding them (UnreadableImageError subclasses):
+        # accepted ones are preprocessed the same way; the defaults are make_dataset's.
         size = self.image_config["size"]
         image = np.full((size, size, 3), 255, dtype=np.uint8)
         has_image = False
         if image_bytes:
             image = preprocess_image_bytes(
                 image_bytes, size, self.image_config["white_threshold"], self.image_config["margin"],
-                max_pixels=max_image_pixels, formats=image_formats,
+                max_pixels=max_image_pixels, formats=image_formats, max_aspect_ratio=max_image_aspect_ratio,
             )
             has_image = True
         return clean_text(designation), clean_text(description), image, has_image

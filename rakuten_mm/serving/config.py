@@ -7,10 +7,13 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rakuten_mm.features.images import ACCEPTED_FORMATS, DEFAULT_MAX_ASPECT_RATIO, DEFAULT_MAX_PIXELS
+
 MIB = 1024 * 1024
 # HS256 keys shorter than the hash output (32 bytes) weaken the signature (RFC 7518 §3.2).
 MIN_SECRET_LENGTH = 32
-IMAGE_FORMATS = ("JPEG", "PNG", "WEBP")
+# The pipeline's own list: the API accepts exactly the images make_dataset can read.
+IMAGE_FORMATS = ACCEPTED_FORMATS
 # Largest body of /token's form and of any route that takes no upload.
 SMALL_BODY_LIMIT = 64 * 1024
 
@@ -50,7 +53,9 @@ class Settings(BaseSettings):
     rate_limit_storage_uri: str = "memory://"
     # Input limits
     max_upload_bytes: int = Field(10 * MIB, gt=0)
-    max_image_pixels: int = Field(40_000_000, gt=0)
+    max_image_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0)
+    # Longest side over shortest side; a more elongated image is refused (422) before decoding.
+    max_image_aspect_ratio: float = Field(DEFAULT_MAX_ASPECT_RATIO, ge=1)
     max_batch_size: int = Field(128, gt=0)
     max_batch_bytes: int = Field(50 * MIB, gt=0)
     # Logging

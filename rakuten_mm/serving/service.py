@@ -97,7 +97,8 @@ class PredictionService:
             try:
                 prepared.append(self.classifier.prepare_product(
                     product.designation, product.description, product.image_bytes,
-                    max_image_pixels=self.settings.max_image_pixels, image_formats=IMAGE_FORMATS))
+                    max_image_pixels=self.settings.max_image_pixels, image_formats=IMAGE_FORMATS,
+                    max_image_aspect_ratio=self.settings.max_image_aspect_ratio))
             except UnreadableImageError as error:
                 raise ProductImageError(row, error) from error
         return prepared

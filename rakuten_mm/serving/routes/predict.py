@@ -6,7 +6,7 @@ from fastapi import APIRouter, File, Form, HTTPException, Query, Request, Upload
 from slowapi import Limiter
 from starlette.concurrency import run_in_threadpool
 
-from rakuten_mm.features.images import ImageTooLargeError, UnsupportedImageFormatError
+from rakuten_mm.features.images import ImageAspectRatioError, ImageTooLargeError, UnsupportedImageFormatError
 from rakuten_mm.serving.batch import parse_csv_batch, parse_json_batch, read_upload
 from rakuten_mm.serving.config import Settings
 from rakuten_mm.serving.deployment import Deployment
@@ -34,12 +34,14 @@ def user_key(request: Request) -> str:
 
 
 def image_http_error(error: ProductImageError, metrics: ModelMetrics, batch: bool) -> HTTPException:
-    """415 for a format the API does not take, 413 for too many pixels, 422 for a corrupt image."""
+    """415 for a format the API does not take, 413 for too many pixels, 422 for a corrupt or too elongated image."""
     cause = error.error
     if isinstance(cause, UnsupportedImageFormatError):
         code, reason = status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, "unsupported_format"
     elif isinstance(cause, ImageTooLargeError):
         code, reason = status.HTTP_413_CONTENT_TOO_LARGE, "too_many_pixels"
+    elif isinstance(cause, ImageAspectRatioError):
+        code, reason = status.HTTP_422_UNPROCESSABLE_CONTENT, "aspect_ratio"
     else:
         code, reason = status.HTTP_422_UNPROCESSABLE_CONTENT, "corrupt"
     metrics.rejected_images.labels(reason).inc()

@@ -17,16 +17,25 @@ from rakuten_mm.models.predictor import ProductClassifier
 from rakuten_mm.serving.config import Settings
 from rakuten_mm.serving.monitoring import ModelMetrics
 from rakuten_mm.serving.prediction_log import PredictionLog
-from rakuten_mm.serving.rollout_state import RolloutState, file_fingerprint, read_state, touch_or_create
+from rakuten_mm.serving.rollout_state import (
+    RolloutError, RolloutState, file_fingerprint, read_state, touch_or_create,
+)
 from rakuten_mm.serving.service import PredictionService, ProductImageError, ProductInput
-from rakuten_mm.serving.versions import models_fingerprint, same_folder
+from rakuten_mm.serving.versions import ModelsNotFoundError, models_fingerprint, same_folder
 
 log = logging.getLogger(__name__)
 CURRENT, CANDIDATE = "current", "candidate"
+# What the public /status says about a failed reload: a code, never the error's text (it names files).
+RELOAD_ERROR_CODES = ((RolloutError, "rollout_file_invalid"), (ModelsNotFoundError, "models_not_found"))
 
 
 class ReloadError(RuntimeError):
     """The rollout file or a models folder it names could not be loaded; the previous models are still served."""
+
+
+def reload_error_code(error: Exception) -> str:
+    """A short code, free of paths and messages, for why a reload failed."""
+    return next((code for kind, code in RELOAD_ERROR_CODES if isinstance(error, kind)), "models_not_loadable")
 
 
 def routing_key(product: ProductInput) -> str:
@@ -114,12 +123,13 @@ class Deployment:
         # Any failure (bad file, missing folder, a Keras file that will not load): keep the old models.
         except Exception as error:
             self._seen_fingerprint = fingerprint  # retried when the file changes again, not on every request
-            self.reload_error = f"{type(error).__name__}: {error}"
+            self.reload_error = reload_error_code(error)
             self.metrics.reloads.labels("error").inc()
-            log.error("cannot load the models named by %s, serving the previous ones: %s", path, error)
+            log.error("cannot load the models named by %s, serving the previous ones (%s): %s: %s",
+                      path, self.reload_error, type(error).__name__, error)
             if strict:
                 raise
-            raise ReloadError(self.reload_error) from error
+            raise ReloadError(f"{type(error).__name__}: {error}") from error
         served = Served(current, candidate, state.candidate_share if candidate else 0.0, state)
         self._served, self._seen_fingerprint, self.reload_error = served, fingerprint, None
         self.metrics.set_served(served.versions(), served.candidate_share)

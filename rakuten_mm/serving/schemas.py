@@ -25,7 +25,6 @@ class CandidateStatus(BaseModel):
 
     model_version: str
     model_outs: dict[str, str]
-    models_dir: str
     share: float = Field(description="share of products routed to the candidate (sticky per product)")
 
 
@@ -37,9 +36,11 @@ class Status(BaseModel):
     model_version: str = Field(description="version of the current model")
     model_outs: dict[str, str] = Field(
         description="md5 of each model out in dvc.lock (or of the model files when no dvc.lock describes them)")
-    models_dir: str
     candidate: CandidateStatus | None = Field(None, description="the candidate model, during an A/B rollout")
-    reload_error: str | None = Field(None, description="why the last reload failed (the previous models are served)")
+    # A public route: a short code, never the error's text (it names files); the log has the details.
+    reload_error: str | None = Field(
+        None, description="why the last reload failed (the previous models are served): rollout_file_invalid, "
+                          "models_not_found or models_not_loadable; the API log has the details")
 
 
 class ReloadResult(BaseModel):

@@ -23,7 +23,7 @@ def status(request: Request) -> Status:
     deployment = request.app.state.deployment
     if deployment is None:
         return Status(status="L'API fonctionne correctement", models_loaded=False, model_version="unknown",
-                      model_outs={}, models_dir=str(request.app.state.settings.models_dir))
+                      model_outs={})
     deployment.refresh_if_changed()
     served = deployment.served
     candidate = served.candidate
@@ -32,9 +32,8 @@ def status(request: Request) -> Status:
         models_loaded=True,
         model_version=served.current.version,
         model_outs=served.current.model_outs,
-        models_dir=str(served.current.models_dir),
         candidate=CandidateStatus(model_version=candidate.version, model_outs=candidate.model_outs,
-                                  models_dir=str(candidate.models_dir), share=served.candidate_share)
+                                  share=served.candidate_share)
         if candidate else None,
         reload_error=deployment.reload_error,
     )

@@ -23,7 +23,7 @@ def load_dag_bag(dags_folder: Path):
 
 
 def describe(dags_folder: Path) -> dict:
-    """Import errors and, per DAG, each task's downstream tasks, trigger rule and retries."""
+    """Import errors and, per DAG, each task's downstream tasks, trigger rule, retries and whether it is mapped."""
     bag = load_dag_bag(dags_folder)
     dags = {
         dag_id: {
@@ -32,12 +32,18 @@ def describe(dags_folder: Path) -> dict:
             "params": sorted(dag.params.keys()),
             "tasks": {task.task_id: {"downstream": sorted(task.downstream_task_ids),
                                      "trigger_rule": str(task.trigger_rule.value),
-                                     "retries": task.retries}
+                                     "retries": task.retries,
+                                     "mapped": bool(getattr(task, "is_mapped", False))}
                       for task in dag.tasks},
         }
         for dag_id, dag in bag.dags.items()
     }
     return {"import_errors": bag.import_errors, "dags": dags}
+
+
+def task_key(task_id: str, map_index: int) -> str:
+    """A task instance's key in the report: its task id, with `[i]` for mapped task instance i."""
+    return task_id if map_index is None or map_index < 0 else f"{task_id}[{map_index}]"
 
 
 def run_dag(dags_folder: Path, dag_id: str, conf: dict) -> dict:
@@ -50,9 +56,11 @@ def run_dag(dags_folder: Path, dag_id: str, conf: dict) -> dict:
     with create_session() as session:
         instances = run.get_task_instances(session=session)
         # States are plain strings or str enums depending on the code path: keep their values.
-        states = {ti.task_id: str(getattr(ti.state, "value", ti.state)) if ti.state else None for ti in instances}
+        states = {task_key(ti.task_id, ti.map_index): str(getattr(ti.state, "value", ti.state)) if ti.state else None
+                  for ti in instances}
         query = XComModel.get_many(run_id=run.run_id, dag_ids=dag_id, key="return_value")
-        results = {row.task_id: XComModel.deserialize_value(row) for row in session.scalars(query)}
+        results = {task_key(row.task_id, row.map_index): XComModel.deserialize_value(row)
+                   for row in session.scalars(query)}
     return {"run_id": run.run_id, "state": str(getattr(run.state, "value", run.state)), "tasks": states,
             "xcom": results}
 

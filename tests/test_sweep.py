@@ -1,4 +1,5 @@
-"""scripts/sweep.py: the grid expansion, and a real 2×1 sweep queued on a copy of the tiny pipeline."""
+"""The local sweep (scripts/sweep.py -> rakuten_mm.tracking.sweep_queue): grid expansion, and a real 2×1
+sweep queued on a copy of the tiny pipeline, reported on the validation metric."""
 
 import csv
 import io
@@ -11,12 +12,12 @@ import pytest
 import yaml
 
 from pipeline_utils import run
+from rakuten_mm.tracking.sweep_report import split_metric
+from rakuten_mm.tracking.sweeps import DEFAULT_METRIC, combinations
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "scripts"))
-from sweep import combinations  # noqa: E402
-
-BEST_LINE = re.compile(r"^best: (\S+) fusion\.f1_weighted=([0-9.]+)", re.MULTILINE)
+METRIC_KEY = split_metric(DEFAULT_METRIC)[1]
+BEST_LINE = re.compile(rf"^best: (\S+) {re.escape(METRIC_KEY)}=([0-9.]+)", re.MULTILINE)
 
 
 def test_combinations_is_the_cross_product_in_file_order():
@@ -47,6 +48,8 @@ def test_sweep_runs_every_combination_and_reports_the_best(tiny_pipeline, tmp_pa
     rows = {row["Experiment"]: row for row in csv.DictReader(io.StringIO(run(["dvc", "exp", "show", "--csv"], repo).stdout))}
     for name, method in queued.items():
         assert rows[name]["State"] == "Success" and rows[name]["train_fusion.method"] == method
-    scores = {name: float(rows[name]["fusion.f1_weighted"]) for name in queued}
+    scores = {name: float(rows[name][METRIC_KEY]) for name in queued}
     assert best_name == max(scores, key=scores.get)
     assert float(best_f1) == pytest.approx(scores[best_name], abs=1e-4)
+    report = (repo / "sweeps" / "reports" / "fusion.md").read_text()
+    assert f"Best: **{best_name}**" in report and all(name in report for name in queued)

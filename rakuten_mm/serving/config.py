@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     # whose scores /metrics exports.
     prediction_log: Path | None = Path("logs/predictions.jsonl")
     drift_report: Path = Path("monitoring/reports/drift.json")
+    # Web console: the evaluate stage's outputs shown for each served models folder, relative to the
+    # folder that holds it (the pipeline checkout that trained it); an absolute path is used as is.
+    evaluate_metrics: Path = Path("metrics/evaluate/metrics.json")
+    confusion_matrix: Path = Path("plots/evaluate/sklearn/confusion_matrix.json")
+    # Products per /predict/batch request when the console classifies a file (capped by max_batch_size).
+    console_batch_rows: int = Field(64, gt=0)
 
     @field_validator("secret_key", "prediction_log", mode="before")
     @classmethod

@@ -26,14 +26,16 @@ from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 from rakuten_mm.models.predictor import ProductClassifier
 from rakuten_mm.serving.config import SMALL_BODY_LIMIT, Settings
 from rakuten_mm.serving.deployment import Deployment
+from rakuten_mm.serving.headers import SecurityHeadersMiddleware
 from rakuten_mm.serving.middleware import (
     LOGGER_NAME, DeclaredBodyLimitMiddleware, RequestLogMiddleware, configure_logging,
 )
 from rakuten_mm.serving.monitoring import ModelMetrics, instrument_http
 from rakuten_mm.serving.prediction_log import PredictionLog
-from rakuten_mm.serving.routes import admin, auth, home, predict
+from rakuten_mm.serving.routes import account, admin, auth, console, docs, home, predict, reports
 from rakuten_mm.serving.service import configure_tensorflow_threads
 from rakuten_mm.serving.users import UserStore
+from rakuten_mm.serving.web import mount_static
 
 log = logging.getLogger(LOGGER_NAME)
 DESCRIPTION = (
@@ -97,18 +99,21 @@ def create_app(settings: Settings | None = None,
     registry = CollectorRegistry()
     metrics = ModelMetrics(registry)
     limiter = build_limiter(settings)
+    # /docs and /redoc are our own routes: same pages, assets served locally (docs.py).
     app = FastAPI(title="Rakuten France product type API", version="1.0.0", description=DESCRIPTION,
-                  lifespan=build_lifespan(settings, metrics, classifier_factory))
+                  lifespan=build_lifespan(settings, metrics, classifier_factory), docs_url=None, redoc_url=None)
     app.state.settings, app.state.metrics, app.state.limiter = settings, metrics, limiter
     app.state.users = UserStore(settings.users_file, settings.users, settings.bcrypt_rounds)
     app.state.deployment = None
     app.add_exception_handler(RateLimitExceeded, rate_limit_exceeded)
     app.add_exception_handler(StarletteHTTPException, http_error)
     for router in (home.router, auth.build_router(limiter, settings), predict.build_router(limiter, settings),
-                   admin.router):
+                   admin.router, account.router, reports.router, console.router, docs.router):
         app.include_router(router)
+    mount_static(app)
     instrument_http(app, registry, settings.drift_report)
     app.add_middleware(DeclaredBodyLimitMiddleware, limits=body_limits(settings), default_limit=SMALL_BODY_LIMIT)
+    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestLogMiddleware)  # added last: outermost, so it times and logs everything
     return app
 

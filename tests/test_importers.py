@@ -89,7 +89,8 @@ def test_image_extensions_match_whatever_their_case(tmp_path):
     red = source / "image_train" / image_filename(11, 1)
     red.rename(red.with_suffix(".JPG"))
     (source / "image_train" / image_filename(12, 2).replace(".jpg", ".jpeg")).write_bytes(jpeg_bytes("white"))
-    write_stored_zip(source / "more.zip", [(f"images/image_test/{image_filename(14, 4)[:-4]}.JPEG", jpeg_bytes("gray"))])
+    test_photo = f"images/image_test/{image_filename(14, 4)[:-4]}.JPEG"
+    write_stored_zip(source / "more.zip", [(test_photo, jpeg_bytes("gray"))])
     (source / "image_test" / image_filename(14, 4)).unlink()
     summary = import_from_dir(source, tmp_path / "raw", FILES)
     assert summary["images_train"] == 3 and summary["images_test"] == 1 and summary["images_unmatched"] == 0

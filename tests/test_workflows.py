@@ -1,5 +1,7 @@
 """The GitHub workflows: actionlint-clean, and they run what the README and the issue say."""
 
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -10,6 +12,9 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = REPO_ROOT / ".github" / "workflows"
+# Programs the tests start (as written in the test sources) -> the Debian package that provides them.
+TEST_PROGRAMS = {"promtool": "prometheus", "prometheus-node-exporter": "prometheus-node-exporter",
+                 "redis-server": "redis-server", "/usr/bin/chromium": "chromium"}
 BROKEN_WORKFLOW = """on: push
 jobs:
   test:
@@ -52,14 +57,50 @@ def test_actionlint_rejects_a_broken_workflow(actionlint, tmp_path):
     assert result.returncode != 0 and "no_such_context" in result.stdout
 
 
-def test_ci_runs_make_test_on_push_and_pull_request():
+def test_ci_runs_ci_run_as_root_on_debian_on_push_and_pull_request():
     workflow = load_workflow("ci.yml")
     assert set(workflow[True]) == {"push", "pull_request"}
     assert workflow["permissions"] == {"contents": "read"}
+    job = workflow["jobs"]["test"]
+    # .ci/run apt-get installs Debian packages (chromium is a snap on Ubuntu): a Debian image, as root.
+    image = job["container"] if isinstance(job["container"], str) else job["container"]["image"]
+    assert re.fullmatch(r"python:3\.11(\.\d+)?-bookworm", image), image
+    assert "--user" not in str(job["container"])
     steps = step_texts(workflow)
-    assert steps[0].startswith("actions/checkout@") and steps[1].startswith("actions/setup-python@")
-    assert steps[-1] == "make test"
-    assert workflow["jobs"]["test"]["steps"][1]["with"]["python-version"] == "3.11"
+    assert steps[0].startswith("actions/checkout@") and steps[-1] == "bash .ci/run"
+
+
+def apt_packages(script: str) -> set[str]:
+    """Package names on the script's `apt-get install` lines."""
+    packages = set()
+    for line in script.splitlines():
+        if "apt-get install" in line:
+            words = line.split("apt-get install", 1)[1].split(">")[0].split()
+            packages |= {word for word in words if not word.startswith("-") and not word.startswith("$")}
+    return packages
+
+
+def test_ci_run_installs_every_debian_program_the_tests_start():
+    installed = apt_packages((REPO_ROOT / ".ci" / "run").read_text())
+    test_sources = "\n".join(path.read_text() for path in (REPO_ROOT / "tests").glob("*.py"))
+    needed = {package for program, package in TEST_PROGRAMS.items() if program in test_sources}
+    assert "prometheus" in needed, "the program table no longer matches the tests"
+    assert needed <= installed, f".ci/run does not install {sorted(needed - installed)}"
+
+
+def test_ci_deselects_exactly_the_real_sample_tests():
+    """The workflow's PYTEST_ADDOPTS leaves out the tests that need the real sample, and only those."""
+    addopts = load_workflow("ci.yml")["jobs"]["test"]["env"]["PYTEST_ADDOPTS"]
+    env = {**os.environ, "PYTEST_ADDOPTS": addopts}
+    collected = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q"], cwd=REPO_ROOT, env=env,
+                               capture_output=True, text=True)
+    assert collected.returncode == 0, collected.stdout[-2000:] + collected.stderr[-2000:]
+    ids = {line for line in collected.stdout.splitlines() if "::" in line}
+    # Written independently of the marker: the test functions that take the real_sample fixture.
+    users = {f"tests/{path.name}::{name}" for path in (REPO_ROOT / "tests").glob("test_*.py")
+             for name in re.findall(r"def (test_\w+)\([^)]*\breal_sample\b", path.read_text())}
+    assert users and not {test_id.split("[")[0] for test_id in ids} & users
+    assert f"{len(users)} deselected" in collected.stdout, collected.stdout[-300:]
 
 
 def test_pr_metrics_reports_with_cml_and_gates():

@@ -4,7 +4,7 @@
 # for the API. Build from the repository root:
 #   docker build -f docker/pipeline.Dockerfile -t rakuten-mm-pipeline:local .
 # The image has no .git: DVC runs with core.no_scm (`dvc repro`, `dvc pull`, `dvc push` work;
-# `dvc exp` needs a git clone, see docs/deployment.md).
+# `dvc exp` needs a git clone: the sweep worker makes one, see docs/deployment.md).
 #
 # Base image pinned by tag and digest, as in docker/api.Dockerfile (which says how to check it).
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d
@@ -17,6 +17,11 @@ RUN python -m venv /opt/venv \
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG APP_UID=10001
+# git for the sweep worker (python -m rakuten_mm.tracking.sweep_worker, k8s/sweep/): it clones the
+# repository and pushes its experiment's ref. Pinned to Debian bookworm's version, like the base image.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends git=1:2.39.5-0+deb12u3 \
+    && rm -rf /var/lib/apt/lists/*
 # /app: the DVC workspace (written by the stages); /app/.dvc/cache: a volume in docker-compose.yml;
 # /srv/bundle: where the models are published for the API; /srv/state: the API's logs (drift input).
 RUN groupadd --system --gid "${APP_UID}" app \

@@ -14,7 +14,9 @@ from api_support import running_api
 
 MAX_EXAMPLES = 30
 OPERATIONS = [("GET", "/"), ("GET", "/status"), ("POST", "/token"), ("POST", "/predict"),
-              ("POST", "/predict/batch"), ("GET", "/metrics"), ("POST", "/admin/reload")]
+              ("POST", "/predict/batch"), ("GET", "/metrics"), ("POST", "/admin/reload"), ("GET", "/me"),
+              ("GET", "/reports/evaluation"), ("GET", "/reports/drift"), ("GET", "/admin/rollout"),
+              ("POST", "/admin/rollout/{action}")]
 
 
 @pytest.fixture(scope="module")

@@ -25,10 +25,11 @@ test: $(STAMP) $(AIRFLOW_STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" python -m pytest -q
 
 # The prediction API on the models `make run` trained (settings: .env, see .env.example).
-# The JSON request log replaces uvicorn's access log.
+# The JSON request log replaces uvicorn's access log; forwarded headers are the app's business
+# (RAKUTEN_API_TRUSTED_PROXIES), not uvicorn's.
 WORKERS ?= 2
 serve: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" uvicorn rakuten_mm.serving.main:app --host 127.0.0.1 --port 8000 --workers $(WORKERS) --no-access-log
+	PATH="$(CURDIR)/$(BIN):$$PATH" uvicorn rakuten_mm.serving.main:app --host 127.0.0.1 --port 8000 --workers $(WORKERS) --no-access-log --no-proxy-headers
 
 # Add an API user: `make user NAME=alice` (prompts for the password); ADMIN=1 for an admin.
 user: $(STAMP)

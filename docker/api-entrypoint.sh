@@ -11,6 +11,7 @@ if [ -n "${PROMETHEUS_MULTIPROC_DIR:-}" ]; then
     find "$PROMETHEUS_MULTIPROC_DIR" -mindepth 1 -delete
 fi
 
-# The JSON request log replaces uvicorn's access log.
+# The JSON request log replaces uvicorn's access log. X-Forwarded-For is honoured by the app, from
+# RAKUTEN_API_TRUSTED_PROXIES only: uvicorn's own handling (which trusts 127.0.0.1) is off.
 exec uvicorn rakuten_mm.serving.main:app --host "${API_HOST:-0.0.0.0}" --port "${API_PORT:-8000}" \
-    --workers "${API_WORKERS:-1}" --no-access-log "$@"
+    --workers "${API_WORKERS:-1}" --no-access-log --no-proxy-headers "$@"

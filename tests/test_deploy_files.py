@@ -49,7 +49,7 @@ K8S_DIR = REPO_ROOT / "k8s"
 VENV_BIN = Path(sys.executable).parent
 # The service names and container ports agreed in the shared interfaces (None: no port published).
 COMPOSE_SERVICES = {"api": 8000, "pipeline": None, "s3": 9000, "mlflow": 5000, "prometheus": 9090,
-                    "node-exporter": 9100, "grafana": 3000}
+                    "node-exporter": 9100, "grafana": 3000, "redis": None}
 # The oldest and newest Kubernetes minor versions whose schemas kubernetes-validate bundles that we support.
 K8S_VERSIONS = ("1.30.0", "1.37.0")
 BASE_IMAGE = re.compile(r"^python:3\.11\.\d+-slim-bookworm@sha256:[0-9a-f]{64}$")
@@ -188,9 +188,10 @@ def k8s_resources() -> list[tuple[str, dict]]:
             for doc in yaml.safe_load_all((K8S_DIR / name).read_text()) if doc]
 
 
-def k8s_object(kind: str) -> dict:
-    """The one resource of that kind in k8s/."""
-    (found,) = [doc for _, doc in k8s_resources() if doc["kind"] == kind]
+def k8s_object(kind: str, app: str = "rakuten-api") -> dict:
+    """The one resource of that kind in k8s/ labelled as part of app (rakuten-api or rakuten-redis)."""
+    (found,) = [doc for _, doc in k8s_resources()
+                if doc["kind"] == kind and doc["metadata"]["labels"]["app.kubernetes.io/name"] == app]
     return found
 
 
@@ -393,8 +394,9 @@ def test_health_conditions_wait_on_services_that_have_a_health_check():
              for dependency, condition in service["depends_on"].items() if condition["condition"] == "service_healthy"]
     assert waits, "the pipeline waits for a healthy s3"
     for name, dependency in waits:
-        dockerfile = REPO_ROOT / services[dependency]["build"]["dockerfile"]
-        has_check = any(keyword == "HEALTHCHECK" for keyword, _ in dockerfile_instructions(dockerfile))
+        build = services[dependency].get("build")
+        has_check = build is not None and any(
+            keyword == "HEALTHCHECK" for keyword, _ in dockerfile_instructions(REPO_ROOT / build["dockerfile"]))
         assert has_check or "healthcheck" in services[dependency], f"{name} waits on {dependency}, never healthy"
 
 
@@ -494,6 +496,28 @@ def test_k8s_objects_reference_each_other():
             assert source["configMapRef"]["name"] == config_map["metadata"]["name"]
     assert {container["image"].split(":")[0] for container in containers} == {
         image["name"] for image in kustomization["images"]}
+
+
+def test_compose_and_k8s_share_rate_limit_counters_in_their_redis():
+    services = compose()["services"]
+    uri = INTERPOLATION.fullmatch(services["api"]["environment"]["RAKUTEN_API_RATE_LIMIT_STORAGE_URI"])
+    # Unset in .env (.env.example leaves it commented out), the stack's Redis is used.
+    assert env_example().get("RAKUTEN_API_RATE_LIMIT_STORAGE_URI", "") == "" and uri["op"] == ":-"
+    assert uri["arg"].startswith("redis://redis:6379/") and "ports" not in services["redis"]
+    assert services["api"]["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert services["redis"]["user"].split(":")[0] != "0" and services["redis"]["read_only"] is True
+    storage = k8s_object("ConfigMap")["data"]["RAKUTEN_API_RATE_LIMIT_STORAGE_URI"]
+    service, deployment = k8s_object("Service", "rakuten-redis"), k8s_object("Deployment", "rakuten-redis")
+    (port,) = service["spec"]["ports"]
+    assert storage.startswith(f"redis://{service['metadata']['name']}:{port['port']}/")
+    pod = deployment["spec"]["template"]["spec"]
+    assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    (redis_container,) = pod["containers"]
+    assert port["targetPort"] in [p["name"] for p in redis_container["ports"]]
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] > 0
+    assert {"cpu", "memory"} <= redis_container["resources"]["limits"].keys()
+    context = redis_container["securityContext"]
+    assert context["readOnlyRootFilesystem"] is True and context["capabilities"]["drop"] == ["ALL"]
 
 
 def test_k8s_config_sets_only_real_api_settings():

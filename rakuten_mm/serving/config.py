@@ -1,11 +1,13 @@
 """API settings, read from RAKUTEN_API_* environment variables and an optional .env file."""
 
+import ipaddress
 import secrets
 from functools import cached_property
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from rakuten_mm.features.images import ACCEPTED_FORMATS, DEFAULT_MAX_ASPECT_RATIO, DEFAULT_MAX_PIXELS
 
@@ -51,6 +53,9 @@ class Settings(BaseSettings):
     batch_rate_limit: str = "10/minute"
     token_rate_limit: str = "5/minute"
     rate_limit_storage_uri: str = "memory://"
+    # Reverse proxies (addresses or CIDR networks, comma-separated) whose X-Forwarded-For names the
+    # client; from any other peer the header is ignored. Empty: the peer address is the client.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Input limits
     max_upload_bytes: int = Field(10 * MIB, gt=0)
     max_image_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0)
@@ -79,6 +84,19 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value):
         """An empty RAKUTEN_API_SECRET_KEY= (or PREDICTION_LOG=) line means no secret (no log)."""
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxy_networks(cls, value):
+        """Comma-separated addresses or networks; each must parse, so a typo cannot trust everyone."""
+        items = [item.strip() for item in value.split(",")] if isinstance(value, str) else list(value)
+        items = [item for item in items if item]
+        for item in items:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as error:
+                raise ValueError(f"trusted proxy {item!r} is not an IP address or network") from error
+        return items
 
     @field_validator("log_level")
     @classmethod

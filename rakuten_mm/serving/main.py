@@ -22,6 +22,7 @@ from slowapi.errors import RateLimitExceeded
 from slowapi.util import get_remote_address
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from rakuten_mm.models.predictor import ProductClassifier
 from rakuten_mm.serving.config import SMALL_BODY_LIMIT, Settings
@@ -114,6 +115,10 @@ def create_app(settings: Settings | None = None,
     instrument_http(app, registry, settings.drift_report)
     app.add_middleware(DeclaredBodyLimitMiddleware, limits=body_limits(settings), default_limit=SMALL_BODY_LIMIT)
     app.add_middleware(SecurityHeadersMiddleware)
+    if settings.trusted_proxies:
+        # The client address (rate limits, logs) from X-Forwarded-For, only when a listed proxy sent it;
+        # uvicorn itself runs with --no-proxy-headers, so this setting alone decides.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     app.add_middleware(RequestLogMiddleware)  # added last: outermost, so it times and logs everything
     return app
 

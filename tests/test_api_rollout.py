@@ -1,11 +1,15 @@
 """A/B rollout in the app: sticky routing, rollout command, admin reload, labelled metrics, drift series, logs."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from api_support import candidate_models, product_jpeg, running_api
+from pipeline_utils import REPO_ROOT
 from rakuten_mm.models.predictor import ProductClassifier
 from rakuten_mm.monitoring.profile import input_profile
 from rakuten_mm.serving.deployment import routing_key, traffic_bucket
@@ -81,6 +85,24 @@ def test_the_candidate_share_is_honoured_and_a_product_keeps_its_bucket():
         assert abs(sum(b < share for b in buckets) / len(buckets) - share) < 0.01
     # Sticky: the bucket depends on the id alone (so raising the share keeps the candidate's products).
     assert [traffic_bucket(ProductInput("other title", productid=i)) for i in range(100)] == buckets[:100]
+
+
+BUCKETS_SCRIPT = """
+from rakuten_mm.serving.deployment import routing_key, traffic_bucket
+from rakuten_mm.serving.service import ProductInput
+products = [ProductInput("Lampe", productid=i) for i in range(50)] + [ProductInput(f"Lampe {i}") for i in range(50)]
+print([traffic_bucket(p) for p in products])
+print([hash(routing_key(p)) for p in products])
+"""
+
+
+def test_a_product_keeps_its_bucket_across_processes_with_different_hash_seeds():
+    # Workers and restarts are separate processes, each with its own str-hash salt.
+    runs = [subprocess.Popen([sys.executable, "-c", BUCKETS_SCRIPT], cwd=REPO_ROOT, text=True, stdout=subprocess.PIPE,
+                             env={**os.environ, "PYTHONHASHSEED": seed}) for seed in ("1", "2")]
+    (buckets_1, salted_1), (buckets_2, salted_2) = [run.communicate(timeout=300)[0].splitlines() for run in runs]
+    assert salted_1 != salted_2  # the check can tell: Python's hash() differs between these two processes
+    assert buckets_1 == buckets_2
 
 
 def test_the_routing_key_is_the_product_id_else_the_identifier_else_the_title():

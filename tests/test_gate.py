@@ -78,6 +78,34 @@ def test_unknown_revision_and_missing_gate_section_are_errors(gate_repo, capsys)
     assert "needs a `gate:` section" in capsys.readouterr().err
 
 
-def test_repository_params_configure_the_gate():
-    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
-    assert params["gate"]["metric"] == "fusion.f1_weighted" and 0 < params["gate"]["tolerance"] < 1
+def set_dotted(metrics: dict, dotted_name: str, value: float) -> None:
+    """Set metrics["a"]["b"] for "a.b", failing if the path does not exist."""
+    *sections, name = dotted_name.split(".")
+    for section in sections:
+        metrics = metrics[section]
+    assert isinstance(metrics[name], float), (dotted_name, metrics[name])
+    metrics[name] = value
+
+
+@pytest.mark.parametrize("drop_in_tolerances, passes", [(0.5, True), (2.0, False)])
+def test_the_repository_gate_reads_the_evaluate_metrics_and_holds_its_tolerance(tmp_path, drop_in_tolerances, passes):
+    """This repository's `gate:` params against its committed evaluate metrics, in a scratch git repo."""
+    root = Path(__file__).resolve().parents[1]
+    gate = yaml.safe_load((root / "params.yaml").read_text())["gate"]
+    metrics_file = gate.get("file", METRICS_FILE)
+    metrics = json.loads((root / metrics_file).read_text())
+    (tmp_path / metrics_file).parent.mkdir(parents=True)
+    (tmp_path / metrics_file).write_text(json.dumps(metrics))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"gate": gate}))
+    run(["git", "init", "-q", "-b", "main"], tmp_path)
+    run(["git", "add", "-A"], tmp_path)
+    run(["git", "commit", "-qm", "baseline"], tmp_path)
+    baseline = metrics
+    for section in gate["metric"].split("."):
+        baseline = baseline[section]
+    set_dotted(metrics, gate["metric"], baseline - drop_in_tolerances * gate["tolerance"])
+    (tmp_path / metrics_file).write_text(json.dumps(metrics))
+    result = run_gate_cli(tmp_path)
+    assert result.returncode == (0 if passes else 1), result.stdout + result.stderr
+    verdict = result.stdout if passes else result.stderr
+    assert verdict.startswith(f"gate {'PASS' if passes else 'FAIL'}: {gate['metric']}"), verdict

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from sklearn.metrics import f1_score
 
 from pipeline_utils import run
 from rakuten_mm.categories import CODES
@@ -37,12 +38,24 @@ def test_metrics_cover_every_model(tiny_pipeline):
     repo, _ = tiny_pipeline
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], repo).stdout)
     metrics = next(iter(shown.values()))["data"]["metrics/evaluate/metrics.json"]["data"]
+    test_scores = metrics.get("test", metrics)  # {"test": {model: ...}} once validation scores sit beside
     for model in MODELS:
-        for name in ("accuracy", "f1_weighted", "f1_macro"):
-            assert 0.0 <= metrics[model][name] <= 1.0, (model, name)
+        assert {"accuracy", "f1_weighted", "f1_macro"} <= set(test_scores[model]), model
     assert len(metrics["per_class_f1"]) == 27
+    # Recomputed here from the saved test outputs: the text probabilities and the fusion's predictions.
+    split = pd.read_csv(repo / "data/processed/split.csv", index_col="row")
+    labels = pd.read_csv(repo / "data/interim/labelled.csv", index_col="index")["label"].to_numpy()
+    test_labels = labels[split.index[split["split"] == "test"]]
+    text_predicted = np.load(repo / "data/probs/text/test.npy").argmax(axis=1)
+    recomputed = f1_score(test_labels, text_predicted, average="weighted")
+    assert test_scores["text"]["f1_weighted"] == pytest.approx(recomputed)
+    fused = pd.read_csv(repo / "data/predictions/test_predictions.csv", index_col=0)
+    assert len(fused) == len(test_labels)
+    assert test_scores["fusion"]["accuracy"] == pytest.approx((fused["prdtypecode"] == fused["predicted"]).mean())
+    assert test_scores["fusion"]["f1_macro"] == pytest.approx(
+        f1_score(fused["prdtypecode"], fused["predicted"], average="macro"))
     # Even on 700 rows the text model must be far above chance (1/27).
-    assert metrics["text"]["f1_weighted"] > 0.3
+    assert test_scores["text"]["f1_weighted"] > 0.3
     latency = json.loads((repo / "metrics/latency.json").read_text())
     assert latency["batch_1"]["per_item_ms_p50"] > 0 and latency["batch_64"]["batch_size"] > 1
 
@@ -63,8 +76,14 @@ def test_image_probabilities_are_blank_only_without_image(tiny_pipeline):
     has_image = table["has_image"].to_numpy()[split.index[split["split"] == "test"]]
     image = np.load(repo / "data/probs/image/test.npy")
     assert np.isnan(image[~has_image]).all() and np.isfinite(image[has_image]).all()
-    report = json.loads((repo / "metrics/data_report.json").read_text())["labelled"]
-    assert report["images_missing"] + report["images_unreadable"] == int((~table["has_image"]).sum())
+    reports = json.loads((repo / "metrics/data_report.json").read_text())
+    # The generator decided which photos to leave out or corrupt; make_dataset had to find each of them.
+    generated = json.loads((repo / "data/raw/import_report.json").read_text())
+    assert generated["missing_images_train"] > 0 and generated["corrupt_images_train"] > 0
+    assert reports["labelled"]["images_missing"] == generated["missing_images_train"]
+    assert reports["labelled"]["images_unreadable"] == generated["corrupt_images_train"]
+    assert int((~table["has_image"]).sum()) == generated["missing_images_train"] + generated["corrupt_images_train"]
+    assert reports["import"] == generated
 
 
 def set_params(repo, **sections) -> None:

@@ -295,6 +295,7 @@ def test_a_csv_of_50_products_is_classified_in_chunks_and_downloaded_as_a_submis
     expect(page.locator("#batch-caption")).to_have_text(f"{below} produit(s) affiché(s) sur {CSV_ROWS}")
     assert page.evaluate("() => window.__xss") is None
     page.get_by_label("N'afficher que les produits dont la confiance est inférieure à").fill("100")
+    page.evaluate("() => window.scrollTo(0, 0)")
     console.screenshot(page, "console_batch.png")
     page.close()
 

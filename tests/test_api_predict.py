@@ -232,18 +232,61 @@ def test_batch_body_over_the_byte_limit_is_413(small_api):
     ([{"description": "no title"}], 422),
     ([{"designation": TITLE, "unknown_field": 1}], 422),
     ([{"designation": TITLE, "image_base64": "not base64 at all!"}], 422),
-    ([{"designation": TITLE}, {"designation": TITLE, "image_base64": base64.b64encode(b"text").decode()}], 415),
+    ([{"designation": TITLE}] * 2 + [[]], 422),
 ])
 def test_bad_json_batches_are_4xx(api, body, expected):
     response = api.client.post("/predict/batch", json=body, headers=api.auth)
     assert response.status_code == expected, response.text
 
 
-def test_a_batch_names_the_row_of_a_bad_image(api):
+def test_an_unreadable_image_makes_only_its_product_text_only(api):
+    good = base64.b64encode(product_jpeg()).decode()
     corrupt = base64.b64encode(product_jpeg()[:2000]).decode()
-    response = api.client.post("/predict/batch", headers=api.auth,
-                               json=[{"designation": TITLE}, {"designation": TITLE, "image_base64": corrupt}])
-    assert response.status_code == 422 and response.json()["detail"].startswith("row 1:")
+    buffer = io.BytesIO()
+    Image.new("RGB", (50, 50), "red").save(buffer, "GIF")  # a format make_dataset does not read either
+    gif = base64.b64encode(buffer.getvalue()).decode()
+    products = [{"designation": TITLE, "image_base64": image} for image in (good, corrupt, gif, good)]
+    response = api.client.post("/predict/batch", headers=api.auth, json=products)
+    assert response.status_code == 200, response.text
+    predictions = response.json()["predictions"]
+    assert [p["modalities"] for p in predictions] == [["text", "image"], ["text"], ["text"], ["text", "image"]]
+    assert predictions[0]["note"] is None and predictions[3]["note"] is None
+    assert "cannot decode image" in predictions[1]["note"] and "not a JPEG/PNG/WEBP image" in predictions[2]["note"]
+    text_only = api.client.post("/predict/batch", headers=api.auth, json=[{"designation": TITLE}]).json()
+    expected = text_only["predictions"][0]["top5"]
+    assert [c["prdtypecode"] for c in predictions[1]["top5"]] == [c["prdtypecode"] for c in expected]
+    np.testing.assert_allclose([c["probability"] for c in predictions[1]["top5"]],
+                               [c["probability"] for c in expected], atol=1e-6)
+
+
+def test_a_batch_is_refused_at_the_first_product_too_many_without_reading_on(small_api):
+    # Three products fit; the fourth is refused before the body's broken tail is parsed.
+    body = ("[" + ",".join([json.dumps({"designation": TITLE})] * 4) + ", this is not JSON").encode()
+    response = small_api.client.post("/predict/batch", content=body,
+                                     headers={**small_api.auth, "Content-Type": "application/json"})
+    assert response.status_code == 413 and "over the limit of 3" in response.json()["detail"]
+    rows = "".join(f'{i},"{TITLE}",,1{i},2{i}\n' for i in range(4))
+    csv = f",designation,description,productid,imageid\n{rows}5,\"never closed".encode()
+    response = small_api.client.post("/predict/batch", content=csv,
+                                     headers={**small_api.auth, "Content-Type": "text/csv"})
+    assert response.status_code == 413 and "over the limit of 3" in response.json()["detail"]
+
+
+def test_a_batch_product_larger_than_any_valid_one_is_refused_while_reading(api):
+    # Longer than the largest image in base64 plus the longest texts: refused before it is parsed.
+    huge = json.dumps([{"designation": TITLE}, {"designation": TITLE, "description": "x" * 15_000_000}])
+    response = api.client.post("/predict/batch", content=huge.encode(),
+                               headers={**api.auth, "Content-Type": "application/json"})
+    assert response.status_code == 413 and response.json()["detail"].startswith("row 1: product is over the limit")
+
+
+@pytest.mark.parametrize("designation, field", [('""', "designation"), ('"   "', "designation"),
+                                                ("x" * 1001, "designation")])
+def test_csv_rows_get_the_json_validation(api, designation, field):
+    csv = f',designation,description,productid,imageid\n7,"{TITLE}",,1,2\n8,{designation},desc,3,4\n'.encode()
+    response = api.client.post("/predict/batch", content=csv, headers={**api.auth, "Content-Type": "text/csv"})
+    assert response.status_code == 422, response.text
+    assert [error["loc"] for error in response.json()["detail"]] == [["body", 1, field]]
 
 
 @pytest.mark.parametrize("content, content_type, expected", [

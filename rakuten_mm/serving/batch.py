@@ -2,30 +2,29 @@
 
 import base64
 import binascii
-import json
+import math
 import re
 import tempfile
+from collections.abc import AsyncIterator
 
-from fastapi import HTTPException, UploadFile, status
+from fastapi import UploadFile
 from fastapi.exceptions import RequestValidationError
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from rakuten_mm.data.raw_layout import read_features
-from rakuten_mm.serving.schemas import BatchProduct
+from rakuten_mm.serving.batch_stream import CsvRecordReader, JsonListReader, too_large, unprocessable
+from rakuten_mm.serving.schemas import (
+    MAX_DESCRIPTION_CHARS, MAX_DESIGNATION_CHARS, MAX_IDENTIFIER_CHARS, BatchProduct,
+)
 from rakuten_mm.serving.service import ProductInput
 
-BATCH_ADAPTER = TypeAdapter(list[BatchProduct])
 DATA_URI_PREFIX = re.compile(r"^data:image/[A-Za-z0-9.+-]+;base64,")
-
-
-def too_large(detail: str) -> HTTPException:
-    """A 413 with a message saying what was too large."""
-    return HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, detail)
-
-
-def unprocessable(detail: str) -> HTTPException:
-    """A 422 for a payload that parses but makes no sense."""
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail)
+# Room for the keys, ids and a data: URI prefix of one product, beyond its text and image.
+PRODUCT_OVERHEAD_CHARS = 1024
+# JSON may escape a character as \uXXXX (6 characters); CSV doubles quotes.
+JSON_ESCAPE_FACTOR, CSV_ESCAPE_FACTOR = 6, 2
+TEXT_CHARS = MAX_DESIGNATION_CHARS + MAX_DESCRIPTION_CHARS + MAX_IDENTIFIER_CHARS
+UPLOAD_CHUNK_BYTES = 64 * 1024
 
 
 def read_upload(upload: UploadFile | None, max_bytes: int) -> bytes | None:
@@ -69,32 +68,51 @@ def check_batch_size(count: int, max_size: int) -> None:
         raise unprocessable("batch holds no product")
 
 
-def parse_json_batch(body: bytes, max_size: int, max_image_bytes: int) -> list[ProductInput]:
-    """Products of a JSON list body; the usual 422 validation errors for bad items."""
+def validated_product(row: int, fields: object, max_image_bytes: int) -> ProductInput:
+    """One product through the batch schema (required designation, max lengths); 422 naming its row."""
     try:
-        items = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise unprocessable(f"body is not valid JSON: {error}") from error
-    if not isinstance(items, list):
-        raise unprocessable("body must be a JSON list of products")
-    check_batch_size(len(items), max_size)
-    try:
-        products = BATCH_ADAPTER.validate_python(items)
+        product = BatchProduct.model_validate(fields)
     except ValidationError as error:
         errors = error.errors(include_url=False, include_context=False)
-        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from error
-    return [
-        ProductInput(p.designation, p.description, decode_base64_image(p.image_base64, max_image_bytes, row),
-                     p.productid, p.imageid, p.product_identifier)
-        for row, p in enumerate(products)
-    ]
+        raise RequestValidationError([{**e, "loc": ("body", row, *e["loc"])} for e in errors]) from error
+    return ProductInput(product.designation, product.description,
+                        decode_base64_image(product.image_base64, max_image_bytes, row),
+                        product.productid, product.imageid, product.product_identifier)
 
 
-def parse_csv_batch(data: bytes, max_size: int) -> list[ProductInput]:
-    """Products of a CSV in the X_test_update.csv layout (read by the pipeline's own reader); text only."""
-    # The pipeline's reader takes a path; the upload is small (the body limit bounds it).
+async def read_json_batch(chunks: AsyncIterator[bytes], max_size: int, max_image_bytes: int) -> list[ProductInput]:
+    """Products of a JSON list body, each validated as it arrives; 413 at the first product too many or too large."""
+    products: list[ProductInput] = []
+
+    def take(row: int, item: object) -> None:
+        products.append(validated_product(row, item, max_image_bytes))
+
+    max_item_chars = math.ceil(max_image_bytes / 3) * 4 + JSON_ESCAPE_FACTOR * TEXT_CHARS + PRODUCT_OVERHEAD_CHARS
+    reader = JsonListReader(take, max_size, max_item_chars)
+    async for chunk in chunks:
+        reader.feed(chunk)
+    reader.feed(b"", final=True)
+    check_batch_size(len(products), max_size)
+    return products
+
+
+def csv_fields(index, row) -> dict:
+    """A row of the pipeline's table as BatchProduct fields (the index becomes product_identifier)."""
+    # pandas reads empty cells as NaN: absent, as in the pipeline (a missing designation is then refused).
+    text = {name: (None if value != value else value)
+            for name, value in ((name, getattr(row, name)) for name in ("designation", "description"))}
+    return {**text, "productid": int(row.productid), "imageid": int(row.imageid), "product_identifier": str(index)}
+
+
+async def read_csv_batch(chunks: AsyncIterator[bytes], max_size: int) -> list[ProductInput]:
+    """Products of a CSV in the X_test_update.csv layout; rows counted and sized while reading; text only."""
+    reader = CsvRecordReader(max_size, CSV_ESCAPE_FACTOR * TEXT_CHARS + PRODUCT_OVERHEAD_CHARS)
+    async for chunk in chunks:
+        reader.feed(chunk)
+    reader.feed(b"", final=True)
+    # At most max_size bounded rows are left: the pipeline's own reader parses them (same semantics).
     with tempfile.NamedTemporaryFile(suffix=".csv") as handle:
-        handle.write(data)
+        handle.write(reader.text.encode("utf-8"))
         handle.flush()
         try:
             table = read_features(handle.name)
@@ -102,7 +120,11 @@ def parse_csv_batch(data: bytes, max_size: int) -> list[ProductInput]:
         except ValueError as error:
             raise unprocessable(f"CSV is not in the X_test_update.csv layout: {error}") from error
     check_batch_size(len(table), max_size)
-    return [
-        ProductInput(row.designation, row.description, None, int(row.productid), int(row.imageid), str(index))
-        for index, row in zip(table.index, table.itertuples(index=False), strict=True)
-    ]
+    return [validated_product(row, csv_fields(index, values), 0)
+            for row, (index, values) in enumerate(zip(table.index, table.itertuples(index=False), strict=True))]
+
+
+async def upload_chunks(upload: UploadFile) -> AsyncIterator[bytes]:
+    """The bytes of an uploaded file, a chunk at a time."""
+    while chunk := await upload.read(UPLOAD_CHUNK_BYTES):
+        yield chunk

@@ -180,8 +180,9 @@ class Deployment:
         groups: dict[str, list[int]] = {}
         for row, product in enumerate(products):
             groups.setdefault(served.variant_of(product), []).append(row)
-        # Every image is checked before any model runs: a refused one fails the request, counting nothing.
-        prepared = {variant: self._prepare(served.service(variant), products, rows)
+        # Every image is checked before any model runs: a refused one fails a /predict request, counting
+        # nothing; in a batch it makes its product text-only.
+        prepared = {variant: self._prepare(served.service(variant), products, rows, endpoint == "batch")
                     for variant, rows in groups.items()}
         results: list[dict | None] = [None] * len(products)
         for variant, rows in groups.items():
@@ -194,9 +195,10 @@ class Deployment:
         return results
 
     @staticmethod
-    def _prepare(service: PredictionService, products: Sequence[ProductInput], rows: list[int]) -> list[tuple]:
+    def _prepare(service: PredictionService, products: Sequence[ProductInput], rows: list[int],
+                 image_fallback: bool) -> list[tuple]:
         """Model inputs for some rows of a request; a refused image names its row in the whole request."""
         try:
-            return service.prepare([products[row] for row in rows])
+            return service.prepare([products[row] for row in rows], image_fallback)
         except ProductImageError as error:
             raise ProductImageError(rows[error.row], error.error) from error

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from rakuten_mm.categories import CATEGORY_NAMES, CODES
+from rakuten_mm.features.images import ImageAspectRatioError, ImageTooLargeError, UnsupportedImageFormatError
 from rakuten_mm.models.predictor import ProductClassifier, UnreadableImageError
 from rakuten_mm.serving.config import IMAGE_FORMATS, Settings
 from rakuten_mm.serving.monitoring import ModelMetrics
@@ -17,6 +18,8 @@ from rakuten_mm.serving.versions import check_models_dir, identify_models, model
 log = logging.getLogger(__name__)
 TOP_K = 5
 NO_IMAGE_NOTE = "no image: predicted from the text alone"
+REJECTION_REASONS = ((UnsupportedImageFormatError, "unsupported_format"), (ImageTooLargeError, "too_many_pixels"),
+                     (ImageAspectRatioError, "aspect_ratio"))
 
 
 @dataclass
@@ -29,6 +32,13 @@ class ProductInput:
     productid: int | None = None
     imageid: int | None = None
     product_identifier: str | None = None
+    # Set when the image was refused and the product predicted from its text (batches), saying why.
+    image_note: str | None = None
+
+
+def rejection_reason(error: Exception) -> str:
+    """The metrics label of a refused image: unsupported_format, too_many_pixels, aspect_ratio or corrupt."""
+    return next((reason for kind, reason in REJECTION_REASONS if isinstance(error, kind)), "corrupt")
 
 
 def class_probability(code_index: int, probability: float) -> dict:
@@ -90,18 +100,31 @@ class PredictionService:
         """md5 of each part of the loaded models (dvc.lock's, or of the files)."""
         return self.identity.outs
 
-    def prepare(self, products: Sequence[ProductInput]) -> list[tuple]:
-        """Clean and preprocess each product through the package; ProductImageError names a bad image."""
+    def prepare(self, products: Sequence[ProductInput], image_fallback: bool = False) -> list[tuple]:
+        """Clean and preprocess each product through the package; ProductImageError names a bad image.
+
+        image_fallback: a refused image makes its product text-only, with a note saying why, as
+        make_dataset treats an unreadable image, instead of failing the request.
+        """
         prepared = []
         for row, product in enumerate(products):
             try:
-                prepared.append(self.classifier.prepare_product(
-                    product.designation, product.description, product.image_bytes,
-                    max_image_pixels=self.settings.max_image_pixels, image_formats=IMAGE_FORMATS,
-                    max_image_aspect_ratio=self.settings.max_image_aspect_ratio))
+                prepared.append(self._prepare_one(product))
             except UnreadableImageError as error:
-                raise ProductImageError(row, error) from error
+                if not image_fallback:
+                    raise ProductImageError(row, error) from error
+                self.metrics.rejected_images.labels(rejection_reason(error)).inc()
+                product.image_bytes = None
+                product.image_note = f"image not used ({error}): predicted from the text alone"
+                prepared.append(self._prepare_one(product))
         return prepared
+
+    def _prepare_one(self, product: ProductInput) -> tuple:
+        """Model inputs of one product, with this API's image limits."""
+        return self.classifier.prepare_product(
+            product.designation, product.description, product.image_bytes,
+            max_image_pixels=self.settings.max_image_pixels, image_formats=IMAGE_FORMATS,
+            max_image_aspect_ratio=self.settings.max_image_aspect_ratio)
 
     def predict(self, products: Sequence[ProductInput], endpoint: str,
                 include_probabilities: bool = False) -> list[dict]:
@@ -131,7 +154,7 @@ class PredictionService:
             **class_probability(int(ranked[0]), probabilities[ranked[0]]),
             "top5": [class_probability(int(i), probabilities[i]) for i in ranked],
             "modalities": ["text", "image"] if has_image else ["text"],
-            "note": None if has_image else NO_IMAGE_NOTE,
+            "note": None if has_image else product.image_note or NO_IMAGE_NOTE,
             "productid": product.productid,
             "imageid": product.imageid,
             "product_identifier": product.product_identifier,

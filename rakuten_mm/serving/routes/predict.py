@@ -6,8 +6,8 @@ from fastapi import APIRouter, File, Form, HTTPException, Query, Request, Upload
 from slowapi import Limiter
 from starlette.concurrency import run_in_threadpool
 
-from rakuten_mm.features.images import ImageAspectRatioError, ImageTooLargeError, UnsupportedImageFormatError
-from rakuten_mm.serving.batch import parse_csv_batch, parse_json_batch, read_upload
+from rakuten_mm.features.images import ImageTooLargeError, UnsupportedImageFormatError
+from rakuten_mm.serving.batch import read_csv_batch, read_json_batch, read_upload, upload_chunks
 from rakuten_mm.serving.config import Settings
 from rakuten_mm.serving.deployment import Deployment
 from rakuten_mm.serving.deps import CurrentUser, Models
@@ -16,7 +16,7 @@ from rakuten_mm.serving.schemas import (
     Prediction,
 )
 from rakuten_mm.serving.monitoring import ModelMetrics
-from rakuten_mm.serving.service import ProductImageError, ProductInput
+from rakuten_mm.serving.service import ProductImageError, ProductInput, rejection_reason
 
 PREDICT_ERRORS = {
     401: {"description": "Missing, invalid or expired token"},
@@ -37,14 +37,12 @@ def image_http_error(error: ProductImageError, metrics: ModelMetrics, batch: boo
     """415 for a format the API does not take, 413 for too many pixels, 422 for a corrupt or too elongated image."""
     cause = error.error
     if isinstance(cause, UnsupportedImageFormatError):
-        code, reason = status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, "unsupported_format"
+        code = status.HTTP_415_UNSUPPORTED_MEDIA_TYPE
     elif isinstance(cause, ImageTooLargeError):
-        code, reason = status.HTTP_413_CONTENT_TOO_LARGE, "too_many_pixels"
-    elif isinstance(cause, ImageAspectRatioError):
-        code, reason = status.HTTP_422_UNPROCESSABLE_CONTENT, "aspect_ratio"
+        code = status.HTTP_413_CONTENT_TOO_LARGE
     else:
-        code, reason = status.HTTP_422_UNPROCESSABLE_CONTENT, "corrupt"
-    metrics.rejected_images.labels(reason).inc()
+        code = status.HTTP_422_UNPROCESSABLE_CONTENT  # corrupt, or too elongated
+    metrics.rejected_images.labels(rejection_reason(cause)).inc()
     return HTTPException(code, f"row {error.row}: {cause}" if batch else str(cause))
 
 
@@ -77,16 +75,17 @@ def batch_request_body(max_items: int) -> dict:
 async def read_batch(request: Request, settings: Settings) -> list[ProductInput]:
     """The products of a batch request, whatever of its three content types it uses."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    # Read as the bytes arrive: one product too many, or too large, stops the reading at once.
     if content_type == "application/json":
-        return parse_json_batch(await request.body(), settings.max_batch_size, settings.max_upload_bytes)
+        return await read_json_batch(request.stream(), settings.max_batch_size, settings.max_upload_bytes)
     if content_type == "text/csv":
-        return parse_csv_batch(await request.body(), settings.max_batch_size)
+        return await read_csv_batch(request.stream(), settings.max_batch_size)
     if content_type == "multipart/form-data":
         async with request.form(max_files=1, max_fields=4) as form:
             upload = form.get("file")
             if not hasattr(upload, "read"):
                 raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "multipart body needs a 'file' CSV part")
-            return parse_csv_batch(await upload.read(), settings.max_batch_size)
+            return await read_csv_batch(upload_chunks(upload), settings.max_batch_size)
     raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
                         "send application/json (a list of products), text/csv or multipart/form-data (file=CSV)")
 

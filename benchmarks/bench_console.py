@@ -54,22 +54,14 @@ def summary(values: list[float]) -> dict:
             "min_ms": round(ordered[0], 1), "max_ms": round(ordered[-1], 1)}
 
 
-def paint_timings(page) -> tuple[float, float | None]:
-    """(first contentful paint, classify-form-painted mark) of the page's last navigation, in ms."""
-    page.wait_for_load_state("load")
-    fcp = page.evaluate("() => performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? null")
-    form = page.evaluate("() => performance.getEntriesByName('classify-form-painted')[0]?.startTime ?? null")
-    return fcp, form
-
-
-def wait_for_mark(page, attempts: int = 200) -> float:
-    """The classify-form-painted mark, set two animation frames after the form is shown."""
+def wait_for_entry(page, name: str, attempts: int = 500) -> float:
+    """startTime (ms since navigation start) of a performance entry, once the page has recorded it."""
     for _ in range(attempts):
-        mark = paint_timings(page)[1]
-        if mark is not None:
-            return mark
+        start = page.evaluate("(name) => performance.getEntriesByName(name)[0]?.startTime ?? null", name)
+        if start is not None:
+            return start
         page.wait_for_timeout(10)
-    raise RuntimeError("the console never set the classify-form-painted mark")
+    raise RuntimeError(f"the page never recorded {name}")
 
 
 def sign_in(page, base_url: str, username: str, password: str) -> str:
@@ -88,11 +80,11 @@ def measure_loads(context, base_url: str, token: str, rounds: int) -> dict:
     for _ in range(rounds + 1):
         page = context.new_page()
         page.goto(f"{base_url}/console")
-        fcp.append(paint_timings(page)[0])
+        fcp.append(wait_for_entry(page, "first-contentful-paint"))
         page.evaluate(f"(token) => sessionStorage.setItem('{TOKEN_KEY}', token)", token)
         page.reload()
-        page.locator("#classify-form").wait_for(state="visible")
-        form.append(wait_for_mark(page))
+        # Set by the console two animation frames after it shows the classify form.
+        form.append(wait_for_entry(page, "classify-form-painted"))
         page.close()
     return {"cold": {"first_contentful_paint_ms": round(fcp[0], 1), "classify_form_painted_ms": round(form[0], 1)},
             "first_contentful_paint": summary(fcp[1:]), "classify_form_painted": summary(form[1:])}
@@ -139,8 +131,9 @@ def write_results(results: dict, out_dir: Path) -> None:
     rows = [(name, results[name]) for name in
             ("first_contentful_paint", "classify_form_painted", "round_trip_text", "round_trip_photo", "predict_request")]
     lines = [f"Console in headless {results['machine']['chromium']}, {results['machine']['nproc']} cores "
-             f"({results['machine']['cpu']}), models {results['model_version']} of {results['repo']}, "
-             f"{results['rounds']} rounds.", "",
+             f"({results['machine']['cpu']}), models {results['model_version']} "
+             f"({results['models_label'] or results['repo']}), {results['rounds']} rounds, 1-min load average "
+             f"{results['load_average_1min'][0]} before, {results['load_average_1min'][1]} after.", "",
              "| measure | median ms | p95 ms | min ms | max ms |", "|---|---:|---:|---:|---:|"]
     lines += [f"| {name} | {s['median_ms']} | {s['p95_ms']} | {s['min_ms']} | {s['max_ms']} |" for name, s in rows]
     cold = results["cold"]
@@ -156,6 +149,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--out-dir", type=Path, default=REPO_ROOT / "benchmarks" / "results")
     parser.add_argument("--chromium", default="/usr/bin/chromium")
+    parser.add_argument("--models-label", default="", help="what the models are, for the report (e.g. tiny pipeline)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench_console_") as workdir:
         tmp = Path(workdir)
@@ -167,10 +161,12 @@ def main() -> None:
             page = context.new_page()
             token = sign_in(page, base_url, username, password)
             version = page.evaluate("async () => (await (await fetch('/status')).json()).model_version")
+            load_before = os.getloadavg()[0]
             results = {"machine": machine(args.chromium), "repo": str(args.repo.resolve()),
-                       "model_version": version, "rounds": args.rounds,
+                       "models_label": args.models_label, "model_version": version, "rounds": args.rounds,
                        **measure_loads(context, base_url, token, args.rounds),
                        **measure_round_trips(page, args.rounds, product_photo())}
+            results["load_average_1min"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     write_results(results, args.out_dir)
 
 

@@ -6,10 +6,14 @@ Starts uvicorn on 127.0.0.1 (as `make serve` does) for each variant and sends a 
   naive  the same API calling Keras model.predict on every request, as the original
          Projet_Formation_MLOps_DataScientest_2025 service did (a benchmark-only subclass)
 It reports p50/p95/p99 latency at concurrency 1, requests/s at concurrency 8, the fast/naive
-ratios, and fails (exit 1) on any non-200 answer.
+ratios, and fails (exit 1) on any non-200 answer. Then, on the fast variant, the "abusive uploads"
+row: few-KB PNGs declaring 40,000 x 1,000 and 1 x 40,000 pixels (refused, 422) and a 10,000 x 1,000
+one (accepted, shrunk before padding), each with its answer time and the peak RSS growth of the
+workers (VmHWM, reset through /proc/PID/clear_refs before each upload; Linux).
+Results go to benchmarks/results/api.json and api.md (--out to change).
 
     python benchmarks/bench_api.py [--models models] [--requests 500] [--naive-requests 100]
-                                   [--workers 2] [--image photo.jpg] [--out results.json]
+                                   [--workers 2] [--image photo.jpg] [--out benchmarks/results/api.json]
 """
 
 from __future__ import annotations
@@ -39,6 +43,10 @@ if str(REPO_ROOT) not in sys.path:
 
 DEFAULT_REAL_DIR = REPO_ROOT.parent / "shared" / "rakuten-real-sample" / "image_train"
 TITLE = "Piscine tubulaire ronde 3,05 m x 76 cm avec pompe de filtration"
+DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "api.json"
+# (name, width, height, with content): hostile uploads, and a wide one inside the limits.
+ABUSIVE_PNGS = (("40000x1000 1-bit PNG", 40_000, 1_000, False), ("1x40000 1-bit PNG", 1, 40_000, False),
+                ("10000x1000 1-bit PNG (accepted)", 10_000, 1_000, True))
 TARGET_P50_MS = 15.0
 TARGET_RPS = 100.0
 STARTUP_TIMEOUT_S = 180
@@ -115,6 +123,16 @@ def multipart_body(image: bytes, title: str) -> tuple[bytes, str]:
         f"--{boundary}--\r\n".encode(),
     ]
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+def one_bit_png(width: int, height: int, content: bool) -> bytes:
+    """A white 1-bit PNG, a few KB whatever its size; content adds a dark diagonal stroke."""
+    image = Image.new("1", (width, height), 1)
+    if content:
+        ImageDraw.Draw(image).line((0, 0, width - 1, height - 1), fill=0, width=max(1, min(width, height) // 20))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", optimize=True)
+    return buffer.getvalue()
 
 
 # --- the server ---
@@ -196,6 +214,41 @@ class Server:
         self.output.close()
 
 
+def worker_pids(pid: int) -> list[int]:
+    """The uvicorn worker processes of a server (itself when it runs one worker in-process)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    # With --workers N, uvicorn's supervisor forks N workers (and may run a resource tracker).
+    return [int(child) for child in children] or [pid]
+
+
+def memory_kb(pid: int, field: str) -> int:
+    """A VmRSS/VmHWM line of /proc/PID/status, in kB."""
+    line = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith(field))
+    return int(line.split()[1])
+
+
+def abusive_uploads(server: "Server", token: str) -> list[dict]:
+    """Answer time and workers' peak RSS growth for each ABUSIVE_PNGS upload to /predict."""
+    rows = []
+    for name, width, height, content in ABUSIVE_PNGS:
+        image = one_bit_png(width, height, content)
+        body, content_type = multipart_body(image, TITLE)
+        pids = worker_pids(server.process.pid)
+        for pid in pids:
+            Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
+        before = {pid: memory_kb(pid, "VmRSS") for pid in pids}
+        start = time.perf_counter()
+        status, answer = request(server.port, "POST", "/predict", body,
+                                 {"Authorization": f"Bearer {token}", "Content-Type": content_type})
+        seconds = time.perf_counter() - start
+        growth = max(memory_kb(pid, "VmHWM") - before[pid] for pid in pids) / 1024
+        detail = json.loads(answer).get("detail") if status != 200 else "modalities: " + ",".join(
+            json.loads(answer)["modalities"])
+        rows.append({"upload": name, "bytes": len(image), "status": status, "seconds": round(seconds, 3),
+                     "peak_rss_growth_mb": round(growth, 1), "answer": detail})
+    return rows
+
+
 def request(port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
     """One request on a fresh connection: (status, body)."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
@@ -267,7 +320,10 @@ def bench_variant(variant: str, count: int, args: argparse.Namespace, image: byt
         run_load(server.port, WARMUP_REQUESTS, min(args.concurrency, WARMUP_REQUESTS), body, headers)
         serial = run_load(server.port, count, 1, body, headers)
         parallel = run_load(server.port, count, args.concurrency, body, headers)
-        return {"serial": serial, "parallel": parallel}
+        result = {"serial": serial, "parallel": parallel}
+        if variant == "fast":
+            result["abusive_uploads"] = abusive_uploads(server, headers["Authorization"].split()[1])
+        return result
     finally:
         server.stop()
 
@@ -298,12 +354,35 @@ def print_report(results: dict, args: argparse.Namespace) -> None:
     if "speedup" in results:
         print(f"\nfast vs naive: p50 latency {results['speedup']['p50_latency']}x lower, "
               f"throughput {results['speedup']['throughput']}x higher")
+    for row in results["variants"].get("fast", {}).get("abusive_uploads", []):
+        print(f"abusive upload {row['upload']} ({row['bytes']} bytes): {row['status']} in {row['seconds']} s, "
+              f"peak RSS +{row['peak_rss_growth_mb']} MB ({row['answer']})")
     if "fast" in results["variants"]:
         fast = results["variants"]["fast"]
         print(f"targets: p50 <= {TARGET_P50_MS} ms: {fast['serial']['p50_ms']} ms "
               f"({'met' if fast['serial']['p50_ms'] <= TARGET_P50_MS else 'MISSED'}); "
               f">= {TARGET_RPS} req/s at c={args.concurrency}: {fast['parallel']['requests_per_s']} "
               f"({'met' if fast['parallel']['requests_per_s'] >= TARGET_RPS else 'MISSED'})")
+
+
+def markdown_report(results: dict, args: argparse.Namespace) -> str:
+    """The results as Markdown tables, for the README and docs/api.md to quote."""
+    lines = [f"# API benchmark ({args.models})", "", f"`{results['command']}`", "",
+             f"Machine: {results['machine']}; image: {results['image']}; workers={args.workers}, "
+             f"tf_threads={args.tf_threads}.", "",
+             "| variant | n | p50 ms (c=1) | p95 ms | p99 ms | req/s (c=%d) | errors |" % args.concurrency,
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for variant, result in results["variants"].items():
+        s, p = result["serial"], result["parallel"]
+        lines.append(f"| {variant} | {s['requests']} | {s['p50_ms']} | {s['p95_ms']} | {s['p99_ms']} | "
+                     f"{p['requests_per_s']} | {s['errors'] + p['errors']} |")
+    abusive = results["variants"].get("fast", {}).get("abusive_uploads", [])
+    if abusive:
+        lines += ["", "Abusive uploads (fast variant, one request each):", "",
+                  "| upload | bytes | status | seconds | peak RSS growth MB | answer |", "| --- | --- | --- | --- | --- | --- |"]
+        lines += [f"| {r['upload']} | {r['bytes']} | {r['status']} | {r['seconds']} | {r['peak_rss_growth_mb']} | "
+                  f"{r['answer']} |" for r in abusive]
+    return "\n".join(lines) + "\n"
 
 
 def parse_args() -> argparse.Namespace:
@@ -318,7 +397,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers (default: 2)")
     parser.add_argument("--tf-threads", type=int, default=1, help="RAKUTEN_API_TF_THREADS of the server")
     parser.add_argument("--variants", default="fast,naive")
-    parser.add_argument("--out", type=Path, default=None, help="also write the results as JSON here")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help="results as JSON here, and as a Markdown table beside it (default: benchmarks/results/api.json)")
     args = parser.parse_args()
     args.dvc_lock = args.dvc_lock or args.models.resolve().parent / "dvc.lock"
     return args
@@ -347,9 +427,10 @@ def main() -> int:
             "throughput": round(variants["fast"]["parallel"]["requests_per_s"]
                                 / variants["naive"]["parallel"]["requests_per_s"], 1)}
     print_report(results, args)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
+    results["command"] = " ".join(["python benchmarks/bench_api.py", *sys.argv[1:]])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    args.out.with_suffix(".md").write_text(markdown_report(results, args))
     errors = sum(r["serial"]["errors"] + r["parallel"]["errors"] for r in variants.values())
     if errors:
         print(f"{errors} requests failed", file=sys.stderr)

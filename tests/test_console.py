@@ -227,6 +227,49 @@ def test_markup_in_a_title_is_shown_as_text_and_runs_nothing(console):
     page.close()
 
 
+def relative_luminance(rgb: list[float]) -> float:
+    """WCAG 2 relative luminance of an sRGB colour (0-255 channels)."""
+    linear = [c / 255 / 12.92 if c / 255 <= 0.03928 else ((c / 255 + 0.055) / 1.055) ** 2.4 for c in rgb]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast_ratio(page: Page, selector: str) -> float:
+    """Contrast of an element's text colour with the first opaque background behind it."""
+    colours = page.locator(selector).first.evaluate("""(node) => {
+        const rgb = (text) => text.match(/[\\d.]+/g).map(Number);
+        let back = node;
+        while (back && rgb(getComputedStyle(back).backgroundColor)[3] === 0) back = back.parentElement;
+        return [rgb(getComputedStyle(node).color), back ? rgb(getComputedStyle(back).backgroundColor) : [255, 255, 255]];
+    }""")
+    lighter, darker = sorted((relative_luminance(c[:3]) for c in colours), reverse=True)
+    return (lighter + 0.05) / (darker + 0.05)
+
+
+def test_the_console_is_usable_from_the_keyboard_with_labels_and_readable_contrast(console):
+    page = console.page()
+    page.goto(f"{console.base_url}/console")
+    name, password = console.users["user"]
+    # The sign-in form has the focus: type, Tab, type, Enter.
+    page.keyboard.type(name)
+    page.keyboard.press("Tab")
+    page.keyboard.type(password)
+    page.keyboard.press("Enter")
+    expect(page.locator("#classify-form")).to_be_visible()
+    for _ in range(12):  # Tab through the page up to the status tab, then open it with Enter
+        page.keyboard.press("Tab")
+        if page.evaluate("() => document.activeElement.dataset.section") == "status":
+            break
+    page.keyboard.press("Enter")
+    expect(page.locator("#status")).to_be_visible()
+    unlabelled = page.evaluate("""() => [...document.querySelectorAll('input, textarea, select')]
+        .filter((field) => field.labels.length === 0 && !field.getAttribute('aria-label')).map((field) => field.id)""")
+    assert unlabelled == []
+    for selector in ("h1", "#tabs button", "#status-refresh", ".card h3", "#drift-table td", ".help",
+                     "button[type=submit]", "caption"):
+        assert contrast_ratio(page, selector) >= 4.5, selector
+    page.close()
+
+
 # --- a file ---
 
 @pytest.fixture(scope="module")
@@ -245,7 +288,9 @@ def products_csv(tiny_pipeline, console) -> tuple[Path, Path, pd.DataFrame]:
         for row in table.itertuples():
             name = f"image_{row.imageid}_product_{row.productid}.jpg"
             if name in names:
-                photos.writestr(f"image_test/{name}", source.read(name))
+                # The first photo is unreadable: the API makes that product text-only, and the table says so.
+                data = source.read(name) if photos.namelist() else b"\xff\xd8 unreadable"
+                photos.writestr(f"image_test/{name}", data)
     return csv_path, zip_path, table
 
 
@@ -315,7 +360,8 @@ def test_a_zip_of_photos_goes_with_the_csv(console, products_csv):
                       "image_base64": base64.b64encode(image).decode() if image else None})
     predictions = console.call("POST", "/predict/batch", json=items).json()["predictions"]
     with_photo = sum("image" in p["modalities"] for p in predictions)
-    assert with_photo == len(images) > CSV_ROWS // 2
+    assert CSV_ROWS // 2 < with_photo <= len(images) - 1  # our unreadable photo (and any the generator broke)
+    expect(page.locator("#batch-table tbody")).to_contain_text("non (photo refusée, texte seul)")
     expect(page.locator("#batch-summary")).to_have_text(f"{CSV_ROWS} produits classés, dont {with_photo} avec photo.")
     downloaded = download_results(page, console.tmp)
     assert downloaded["prdtypecode"].to_dict() == {int(p["product_identifier"]): p["prdtypecode"] for p in predictions}

@@ -75,7 +75,9 @@ async function classifyAll(products, photos, limits) {
       if (row !== null) error.product = chunk[row];
       throw error;
     }
-    answer.predictions.forEach((prediction, i) => results.push({...prediction, index: chunk[i].index, designation: chunk[i].designation}));
+    answer.predictions.forEach((prediction, i) => results.push({
+      ...prediction, index: chunk[i].index, designation: chunk[i].designation, photoSent: Boolean(items[i].image_base64),
+    }));
     setProgress(results.length, products.length);
   }
   return results;
@@ -86,6 +88,12 @@ function visibleRows() {
   return threshold >= 1 ? state.results : state.results.filter((r) => r.probability < threshold);
 }
 
+/** Whether the photo was used; a photo the API refused (unreadable, wrong format) is said so. */
+function photoCell(result) {
+  if (result.modalities.includes("image")) return "oui";
+  return result.photoSent ? "non (photo refusée, texte seul)" : "non";
+}
+
 function renderTable() {
   const rows = visibleRows();
   const pages = Math.max(1, Math.ceil(rows.length / PAGE_SIZE));
@@ -94,7 +102,7 @@ function renderTable() {
   $("batch-table").tBodies[0].replaceChildren(...shown.map((r) => el("tr", {},
     el("td", {}, r.index), el("td", {class: "product-title"}, r.designation), el("td", {}, String(r.prdtypecode)),
     el("td", {}, r.category), el("td", {class: "number"}, percent(r.probability)),
-    el("td", {}, r.modalities.includes("image") ? "oui" : "non"))));
+    el("td", {}, photoCell(r)))));
   $("batch-caption").textContent = `${rows.length} produit(s) affiché(s) sur ${state.results.length}`;
   $("batch-page").textContent = `Page ${state.page + 1} sur ${pages}`;
   $("batch-prev").disabled = state.page === 0;

@@ -45,7 +45,8 @@ def test_sweep_runs_every_combination_and_reports_the_best(tiny_pipeline, tmp_pa
     queued = dict(re.findall(r"^queued (\S+): train_fusion\.method=(\w+)$", output, re.MULTILINE))
     assert sorted(queued.values()) == ["stacking", "weighted"], output
     best_name, best_f1 = BEST_LINE.search(output).groups()
-    rows = {row["Experiment"]: row for row in csv.DictReader(io.StringIO(run(["dvc", "exp", "show", "--csv"], repo).stdout))}
+    table = run(["dvc", "exp", "show", "--csv"], repo).stdout
+    rows = {row["Experiment"]: row for row in csv.DictReader(io.StringIO(table))}
     for name, method in queued.items():
         assert rows[name]["State"] == "Success" and rows[name]["train_fusion.method"] == method
     scores = {name: float(rows[name][METRIC_KEY]) for name in queued}

@@ -113,9 +113,11 @@ def test_worker_gets_every_setting_from_the_config_map_or_the_secret():
     for name, variable in env.items():
         reference = variable.get("valueFrom", {})
         if "configMapKeyRef" in reference:
-            assert reference["configMapKeyRef"]["name"] == config["name"] and reference["configMapKeyRef"]["key"] in config_keys
+            key_ref = reference["configMapKeyRef"]
+            assert key_ref["name"] == config["name"] and key_ref["key"] in config_keys, name
         if "secretKeyRef" in reference:
-            assert reference["secretKeyRef"]["name"] == secret["name"] and reference["secretKeyRef"]["key"] in secret_keys
+            key_ref = reference["secretKeyRef"]
+            assert key_ref["name"] == secret["name"] and key_ref["key"] in secret_keys, name
     # The token-bearing URL and the remote's keys are secrets, never ConfigMap values.
     assert {"RAKUTEN_SWEEP_REPO", "AWS_SECRET_ACCESS_KEY"} <= set(secret_keys)
     assert not {"RAKUTEN_SWEEP_REPO", "AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID"} & set(config_keys)
@@ -127,7 +129,8 @@ def test_worker_runs_the_sweep_worker_in_the_pipeline_image_with_git():
     assert container["args"] == ["python", "-m", sweep_worker.__name__]
     assert container["image"].split(":")[0] in {image["name"] for image in kustomization()["images"]}
     # The image compose builds from that Dockerfile must install git: the worker clones.
-    (service,) = [service for service in yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())["services"].values()
+    services = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())["services"].values()
+    (service,) = [service for service in services
                   if service.get("image", "").split(":")[0] == container["image"].split(":")[0]]
     dockerfile = (REPO_ROOT / service["build"]["dockerfile"]).read_text()
     runtime = dockerfile[dockerfile.rindex("FROM "):]

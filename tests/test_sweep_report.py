@@ -68,7 +68,7 @@ def test_report_lists_params_validation_and_test_scores_and_the_missing_experime
              Experiment("other-0", "d" * 40, {}, scores(0.99, 0.99))]  # not of this sweep: ignored
     text, best = render_report(planned, found, f"{METRICS_FILE}:val.fusion.f1_weighted")
     assert best.name == "s-0"
-    assert "Best: **s-0** (`aaaaaaa`): `dvc exp apply s-0 && dvc pull`" in text
+    assert "Best: **s-0** (`aaaaaaa`): `dvc exp pull origin s-0 && dvc exp apply s-0`" in text
     rows = [line for line in text.splitlines() if line.startswith("| ")]
     assert rows[0] == "| experiment | train_fusion.method | val.fusion.f1_weighted | test.fusion.f1_weighted |"
     assert rows[1:4] == ["| **s-0** | weighted | 0.8000 | 0.7000 |", "| s-1 | stacking | 0.7500 | 0.9000 |",

@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     wait_for_queue(names, args.timeout)
     file, key = split_metric(args.metric)
     show = json.loads(dvc("exp", "show", "--json"))
-    text, best = render_report(local_plan(sweep_file, names, overrides), shown_experiments(show, file), args.metric)
+    text, best = render_report(local_plan(sweep_file, names, overrides), shown_experiments(show, file), args.metric,
+                               git_remote=None)
     report = report_path(args.name)
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(text, encoding="utf-8")

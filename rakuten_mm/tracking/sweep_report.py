@@ -5,7 +5,8 @@
 fetches the experiments of the sweep's commit from the git remote (`dvc exp pull --no-cache`: their
 git refs, which carry the params and the git-tracked metrics), reads them with `dvc exp show --json`,
 writes the report (every experiment's params, validation and test scores; the best one's whole
-metrics) and prints the best experiment. Its models: `dvc exp apply <name> && dvc pull`.
+metrics) and prints the best experiment. Its models: `dvc exp pull origin <name> && dvc exp apply <name>`
+(`dvc exp apply` checks the outputs out of the local cache: the pull with cache fills it first).
 """
 
 import argparse
@@ -135,8 +136,18 @@ def missing_experiments(sweep_plan: dict, experiments: list[Experiment]) -> list
     return [item["name"] for item in sweep_plan["experiments"] if item["name"] not in found]
 
 
-def render_report(sweep_plan: dict, experiments: list[Experiment], metric: str) -> tuple[str, Experiment]:
-    """The markdown report of a sweep and its best experiment (among the planned names only)."""
+def apply_command(name: str, git_remote: str | None) -> str:
+    """The commands that bring an experiment's params, dvc.lock and outputs into a workspace."""
+    # exp apply checks the outputs out of the local cache: from elsewhere, pull them with the ref first.
+    return f"dvc exp pull {git_remote} {name} && dvc exp apply {name}" if git_remote else f"dvc exp apply {name}"
+
+
+def render_report(sweep_plan: dict, experiments: list[Experiment], metric: str,
+                  git_remote: str | None = DEFAULT_GIT_REMOTE) -> tuple[str, Experiment]:
+    """The markdown report of a sweep and its best experiment (among the planned names only).
+
+    git_remote: where the experiments are shared (None: in this repository, as after a local queue).
+    """
     file, key = split_metric(metric)
     names = {item["name"] for item in sweep_plan["experiments"]}
     found = {experiment.name: experiment for experiment in experiments if experiment.name in names}
@@ -145,7 +156,7 @@ def render_report(sweep_plan: dict, experiments: list[Experiment], metric: str) 
              f"`{sweep_plan['sweep_file']}` on commit `{sweep_plan['commit']}`: {len(found)} of "
              f"{len(names)} experiments on the git remote. Chosen on `{key}` of `{file}`"
              + (" (validation split; the test column is reported, never used to choose)." if test_key(key) else "."),
-             "", f"Best: **{best.name}** (`{best.rev[:7]}`): `dvc exp apply {best.name} && dvc pull`", "",
+             "", f"Best: **{best.name}** (`{best.rev[:7]}`): `{apply_command(best.name, git_remote)}`", "",
              *experiments_table(sweep_plan["experiments"], found, key, best.name), "",
              f"## Metrics of {best.name}", "", *metrics_table(best), ""]
     return "\n".join(lines), best
@@ -160,7 +171,7 @@ def collect_report(repo: Path, sweep_file: str, rev: str, git_remote: str, metri
         dvc("exp", "pull", "--no-cache", "--force", "--rev", sweep_plan["commit"], git_remote, cwd=repo)
     show = json.loads(dvc("exp", "show", "--json", "--rev", sweep_plan["commit"], cwd=repo))
     experiments = shown_experiments(show, file)
-    text, best = render_report(sweep_plan, experiments, metric)
+    text, best = render_report(sweep_plan, experiments, metric, git_remote)
     path = repo / report_path(sweep_plan["sweep"])
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
@@ -187,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     _, key = split_metric(args.metric)
     print(f"best: {best.name} {key}={score(best, key):.4f}  (report: {path}; models: "
-          f"dvc exp apply {best.name} && dvc pull)")
+          f"{apply_command(best.name, args.git_remote)})")
     if missing:
         print(f"not on the git remote: {', '.join(missing)}")
         return EXIT_INCOMPLETE if args.require_all else 0

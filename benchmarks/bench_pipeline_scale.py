@@ -32,19 +32,10 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 
-from pipeline_utils import copy_repository, deep_merge  # noqa: E402
+from pipeline_utils import copy_repository, deep_merge, dotted_override  # noqa: E402
 
 FULL_SIZE = {"n_labelled": 84916, "n_unlabelled": 13812}
 TRAINING_STAGES = ("train_text", "train_image")
-
-
-def dotted_override(assignment: str) -> dict:
-    """`a.b=3` → {"a": {"b": 3}} (the value parsed as YAML)."""
-    key, _, value = assignment.partition("=")
-    override: dict = yaml.safe_load(value)
-    for part in reversed(key.split(".")):
-        override = {part: override}
-    return override
 
 
 def scale_overrides(scale: float, extra: list[str]) -> dict:

@@ -10,7 +10,9 @@ from pathlib import Path
 
 from rakuten_mm.data.dataset import load_images
 from rakuten_mm.models.image import PretrainedWeightsUnavailableError, build_feature_extractor
-from rakuten_mm.models.io import save_keras_model, set_determinism, write_json
+from rakuten_mm.jsonfiles import write_json
+from rakuten_mm.models.determinism import set_determinism
+from rakuten_mm.models.keras_files import save_keras_model
 from rakuten_mm.models.training import write_features
 from rakuten_mm.stage import start_stage
 

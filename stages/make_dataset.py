@@ -12,7 +12,7 @@ from rakuten_mm.data.raw_layout import (
     FEATURE_COLUMNS, IMPORT_REPORT, RawLayoutError, read_features, read_labelled,
 )
 from rakuten_mm.features.images import STATUS_MISSING, STATUS_OK, STATUS_UNREADABLE, preprocess_archive
-from rakuten_mm.models.io import write_json
+from rakuten_mm.jsonfiles import write_json
 from rakuten_mm.stage import start_stage
 
 log = logging.getLogger("make_dataset")

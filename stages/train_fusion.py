@@ -1,4 +1,4 @@
-"""Stage `train_fusion`: fit the late fusion of text and image on validation probabilities only."""
+"""Stage `train_fusion`: fit the late fusion of the member models on validation probabilities only."""
 
 import logging
 from pathlib import Path
@@ -8,41 +8,40 @@ import pandas as pd
 
 from rakuten_mm.data.dataset import read_split_table, rows_of
 from rakuten_mm.evaluation.live import StageLive, log_split_scores
+from rakuten_mm.jsonfiles import write_json
 from rakuten_mm.models.fusion import apply_fusion, fit_fusion
-from rakuten_mm.models.io import write_json
 from rakuten_mm.stage import start_stage
 
 log = logging.getLogger("train_fusion")
 
 
-def validation_inputs(dataset: Path, split_path: Path, text_probs: Path, image_probs: Path) -> dict:
-    """Text and image probabilities, image presence and labels of the validation rows, nothing else."""
+def validation_inputs(dataset: Path, split_path: Path, probs_dir: Path, members: list[str]) -> tuple[dict, np.ndarray]:
+    """Each member's validation probabilities (NaN rows where it scored nothing) and the labels."""
     table = read_split_table(dataset / "labelled.csv")
     rows = rows_of(pd.read_csv(split_path, index_col="row"), "val")
-    return {
-        "text": np.load(text_probs / "val.npy"),
-        "image": np.load(image_probs / "val.npy"),
-        "has_image": table["has_image"].to_numpy()[rows],
-        "labels": table["label"].to_numpy()[rows],
-    }
+    return {name: np.load(probs_dir / name / "val.npy") for name in members}, table["label"].to_numpy()[rows]
 
 
 def main() -> None:
     """Fit the fusion on validation probabilities and log its validation scores."""
-    params, args = start_stage(
-        "train_fusion", ["dataset", "split", "text_probs", "image_probs", "model"], "Fit the fusion."
-    )
+    params, args = start_stage("train_fusion", ["dataset", "split", "probs", "model"], "Fit the fusion.")
     p = params["train_fusion"]
-    val = validation_inputs(Path(args.dataset), Path(args.split), Path(args.text_probs), Path(args.image_probs))
-    fusion = fit_fusion(p, val["text"], val["image"], val["has_image"], val["labels"])
+    probs, labels = validation_inputs(Path(args.dataset), Path(args.split), Path(args.probs), p["members"])
+    fusion = fit_fusion(p, probs, labels)
     write_json(fusion, Path(args.model) / "fusion.json")
-    fused = apply_fusion(fusion, val["text"], val["image"], val["has_image"])
+    selection = fusion["selection"]
+    if fusion["method"] == "member":
+        log.warning("the %s fusion (cross-validated F1 %.4f) does not beat the %s model alone (%.4f) on "
+                    "validation: serving %s alone", p["method"], selection["fusion_cv_f1_weighted"],
+                    fusion["member"], selection["member_f1_weighted"][fusion["member"]], fusion["member"])
     with StageLive("train_fusion") as live:
         live.log_params(p)
-        if "text_weight" in fusion:
-            live.log_metric("text_weight", fusion["text_weight"], plot=False)
-        scores = log_split_scores(live, "val", val["labels"], fused.argmax(1))
-    log.info("fusion %s on validation: %s", p["method"], scores)
+        for name, weight in fusion.get("weights", {}).items():
+            live.log_metric(f"weight/{name}", weight, plot=False)
+        live.log_metric("val/fusion_cv_f1_weighted", selection["fusion_cv_f1_weighted"], plot=False)
+        live.log_metric("serves_single_member", int(fusion["method"] == "member"), plot=False)
+        scores = log_split_scores(live, "val", labels, apply_fusion(fusion, probs).argmax(1))
+    log.info("fusion %s on validation: %s (serving %s)", p["method"], scores, fusion["method"])
 
 
 if __name__ == "__main__":

@@ -17,13 +17,18 @@ from rakuten_mm.data.dataset import load_images, read_split_table, rows_of
 from rakuten_mm.evaluation.live import EpochLogger, StageLive, log_split_scores
 from rakuten_mm.models.image import (
     PretrainedWeightsUnavailableError,
+    blank_image_probabilities,
     build_feature_head,
     build_image_model,
     compose_image_model,
 )
-from rakuten_mm.models.io import save_keras_model, set_determinism, write_json
-from rakuten_mm.models.predictor import blank_image_probabilities
-from rakuten_mm.models.training import array_batches, class_weights, fit_classifier, predict_probabilities
+from rakuten_mm.jsonfiles import write_json
+from rakuten_mm.models.classes import write_classes
+from rakuten_mm.models.determinism import set_determinism
+from rakuten_mm.models.keras_files import save_keras_model
+from rakuten_mm.models.training import (
+    array_batches, class_weights, fit_classifier, predict_probabilities, training_batch_size,
+)
 from rakuten_mm.stage import start_stage
 
 log = logging.getLogger("train_image")
@@ -68,14 +73,15 @@ def main() -> None:
         log.error("%s", error)
         sys.exit(1)
     model.summary(print_fn=log.info)
-    batches = {name: array_batches(inputs, rows[name], labels[rows[name]], p["batch_size"],
+    batch_size = training_batch_size(len(rows["train"]), p)
+    batches = {name: array_batches(inputs, rows[name], labels[rows[name]], batch_size,
                                    shuffle_seed=p["seed"] if name == "train" else None)
                for name in ("train", "val")}
     probs = Path(args.probs)
     probs.mkdir(parents=True, exist_ok=True)
     with StageLive("train_image") as live:
         live.log_params(p)
-        fit_classifier(model, batches["train"], None, batches["val"], p,
+        fit_classifier(model, batches["train"], batches["val"], labels[rows["val"]], p,
                        class_weights(labels[rows["train"]], N_CLASSES, p["class_weights"]),
                        [EpochLogger(live, len(rows["train"]))])
         for name in ("val", "test"):
@@ -87,6 +93,7 @@ def main() -> None:
             np.save(probs / f"{name}.npy", proba)
             log_split_scores(live, name, labels[rows[name]], proba[with_image].argmax(1))
     save_keras_model(served_model(p, model, args.extractor), Path(args.model) / "model.keras")
+    write_classes(args.model)
     write_json({k: image[k] for k in ("size", "white_threshold", "margin")}, Path(args.model) / "preprocessing.json")
 
 

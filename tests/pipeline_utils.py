@@ -23,6 +23,15 @@ def deep_merge(base: dict, overrides: dict) -> dict:
     return merged
 
 
+def dotted_override(assignment: str) -> dict:
+    """`a.b=3` → {"a": {"b": 3}} (the value parsed as YAML)."""
+    key, _, value = assignment.partition("=")
+    override: dict = yaml.safe_load(value)
+    for part in reversed(key.split(".")):
+        override = {part: override}
+    return override
+
+
 def run(cmd: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run a command with the test interpreter's environment first on PATH; fail loudly."""
     env = {**os.environ, **GIT_IDENTITY, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from rakuten_mm.evaluation.metrics import classification_scores, per_class_f1
-from rakuten_mm.models.fusion import apply_fusion, fit_fusion
+from rakuten_mm.categories import CODES
+from rakuten_mm.models.fusion import apply_fusion, fit_fusion, members_used
 
 
 def noisy_probabilities(labels, n_classes, strength, rng):
@@ -14,38 +15,79 @@ def noisy_probabilities(labels, n_classes, strength, rng):
 
 @pytest.fixture
 def validation():
+    """Three members with independent errors; the image model scores 90% of the rows."""
     rng = np.random.default_rng(0)
-    labels = rng.integers(0, 5, size=400)
-    has_image = rng.random(400) > 0.1
-    image = noisy_probabilities(labels, 5, 1.5, rng)
+    labels = rng.integers(0, 27, size=600)
+    has_image = rng.random(600) > 0.1
+    image = noisy_probabilities(labels, 27, 2.0, rng)
     image[~has_image] = np.nan
-    return {"text": noisy_probabilities(labels, 5, 1.5, rng), "image": image, "has_image": has_image, "labels": labels}
+    probs = {"text": noisy_probabilities(labels, 27, 2.0, rng), "image": image,
+             "baseline": noisy_probabilities(labels, 27, 2.0, rng)}
+    return probs, labels, has_image
 
 
-PARAMS = {"weight_grid_step": 0.1, "stacking_C": 1.0, "seed": 0}
+PARAMS = {"weight_grid_step": 0.1, "stacking_C": 1.0, "seed": 0, "selection_folds": 5}
+
+
+def accuracy(probs, labels):
+    return float((probs.argmax(1) == labels).mean())
 
 
 @pytest.mark.parametrize("method", ["weighted", "stacking"])
-def test_fusion_beats_each_model_when_errors_are_independent(validation, method):
-    v = validation
-    fusion = fit_fusion({**PARAMS, "method": method}, v["text"], v["image"], v["has_image"], v["labels"])
-    fused = apply_fusion(fusion, v["text"], v["image"], v["has_image"])
+def test_fusion_beats_each_member_when_errors_are_independent(validation, method):
+    probs, labels, _ = validation
+    fusion = fit_fusion({**PARAMS, "method": method}, probs, labels)
+    assert fusion["method"] == method
+    fused = apply_fusion(fusion, probs)
     assert np.isfinite(fused).all() and np.allclose(fused.sum(1), 1, atol=1e-4)
-    text_acc = (v["text"].argmax(1) == v["labels"]).mean()
-    assert (fused.argmax(1) == v["labels"]).mean() > text_acc + 0.05
+    best_member = max(accuracy(probs[name], labels) for name in ("text", "baseline"))
+    assert accuracy(fused, labels) > best_member + 0.05
+    assert fusion["classes"] == list(CODES)
 
 
-def test_rows_without_image_fall_back_to_text(validation):
-    v = validation
-    for method in ("weighted", "stacking"):
-        fusion = fit_fusion({**PARAMS, "method": method}, v["text"], v["image"], v["has_image"], v["labels"])
-        fused = apply_fusion(fusion, v["text"], v["image"], v["has_image"])
-        np.testing.assert_array_equal(fused[~v["has_image"]], v["text"][~v["has_image"]])
+def test_weighted_fusion_uses_the_other_members_where_a_member_has_no_prediction(validation):
+    probs, labels, has_image = validation
+    fusion = fit_fusion({**PARAMS, "method": "weighted"}, probs, labels)
+    weights = fusion["weights"]
+    assert all(weights[name] > 0 for name in probs), weights
+    fused = apply_fusion(fusion, probs)
+    expected = (weights["text"] * probs["text"] + weights["baseline"] * probs["baseline"]) / (
+        weights["text"] + weights["baseline"])
+    np.testing.assert_allclose(fused[~has_image], expected[~has_image], rtol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["weighted", "stacking"])
+def test_a_fusion_that_does_not_beat_the_best_member_serves_that_member(validation, method):
+    _, labels, has_image = validation
+    rng = np.random.default_rng(1)
+    # A good text model beside two confidently wrong members: nothing beats text alone.
+    text = noisy_probabilities(labels, 27, 3.0, rng)
+    noise = {name: noisy_probabilities(rng.integers(0, 27, len(labels)), 27, 8.0, rng) for name in ("image", "baseline")}
+    noise["image"][~has_image] = np.nan
+    fusion = fit_fusion({**PARAMS, "method": method}, {"text": text, **noise}, labels)
+    assert fusion["method"] == "member" and fusion["member"] == "text"
+    assert fusion["selection"]["fusion_cv_f1_weighted"] <= fusion["selection"]["member_f1_weighted"]["text"]
+    np.testing.assert_array_equal(apply_fusion(fusion, {"text": text}), text)
+    assert members_used(fusion) == ["text"]
+
+
+def test_zero_weight_members_are_not_needed_to_predict():
+    fusion = {"method": "weighted", "weights": {"text": 0.6, "image": 0.0, "baseline": 0.4}, "fallback": "text"}
+    assert members_used(fusion) == ["baseline", "text"]
+    probs = {"text": np.eye(3)[[0, 1]], "baseline": np.eye(3)[[0, 2]]}
+    np.testing.assert_allclose(apply_fusion(fusion, probs), [[1, 0, 0], [0, 0.6, 0.4]])
 
 
 def test_unknown_fusion_method_is_rejected(validation):
+    probs, labels, _ = validation
     with pytest.raises(ValueError, match="train_fusion.method"):
-        fit_fusion({**PARAMS, "method": "max"}, *validation.values())
+        fit_fusion({**PARAMS, "method": "max"}, probs, labels)
+
+
+def test_members_that_cannot_score_every_row_cannot_be_served_alone(validation):
+    probs, labels, _ = validation
+    with pytest.raises(ValueError, match="none scores every row"):
+        fit_fusion({**PARAMS, "method": "weighted"}, {"image": probs["image"]}, labels)
 
 
 def test_scores_on_a_known_case():

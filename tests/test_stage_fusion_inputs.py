@@ -6,6 +6,7 @@ from rakuten_mm.models.fusion import fit_fusion
 from stages.train_fusion import validation_inputs
 
 N, CLASSES = 60, 3
+MEMBERS = ["text", "image", "baseline"]
 
 
 def write_inputs(root, labels, split):
@@ -16,7 +17,7 @@ def write_inputs(root, labels, split):
     pd.DataFrame({"split": split}, index=pd.Index(np.arange(N), name="row")).to_csv(root / "split.csv")
     rng = np.random.default_rng(0)
     n_val = int((split == "val").sum())
-    for model in ("text", "image"):
+    for model in MEMBERS:
         (root / model).mkdir(exist_ok=True)
         np.save(root / model / "val.npy", rng.dirichlet(np.ones(CLASSES), size=n_val).astype(np.float32))
 
@@ -25,15 +26,15 @@ def test_fusion_sees_validation_rows_only(tmp_path):
     split = np.array(["train", "val", "test"] * (N // 3))
     labels = (np.arange(N) // 3) % CLASSES
     write_inputs(tmp_path, labels, split)
-    val = validation_inputs(tmp_path, tmp_path / "split.csv", tmp_path / "text", tmp_path / "image")
+    probs, val_labels = validation_inputs(tmp_path, tmp_path / "split.csv", tmp_path, MEMBERS)
     val_rows = rows_of(pd.read_csv(tmp_path / "split.csv", index_col="row"), "val")
-    np.testing.assert_array_equal(val["labels"], labels[val_rows])
-    params = {"method": "stacking", "stacking_C": 1.0, "seed": 0, "weight_grid_step": 0.1}
-    fitted = fit_fusion(params, val["text"], val["image"], val["has_image"], val["labels"])
+    np.testing.assert_array_equal(val_labels, labels[val_rows])
+    params = {"method": "stacking", "stacking_C": 1.0, "seed": 0, "weight_grid_step": 0.1, "selection_folds": 3}
+    fitted = fit_fusion(params, probs, val_labels)
 
     # Scramble every train and test label: the fitted fusion must not move.
     scrambled = labels.copy()
     scrambled[split != "val"] = (scrambled[split != "val"] + 1) % CLASSES
     write_inputs(tmp_path, scrambled, split)
-    again = validation_inputs(tmp_path, tmp_path / "split.csv", tmp_path / "text", tmp_path / "image")
-    assert fit_fusion(params, again["text"], again["image"], again["has_image"], again["labels"]) == fitted
+    again, again_labels = validation_inputs(tmp_path, tmp_path / "split.csv", tmp_path, MEMBERS)
+    assert fit_fusion(params, again, again_labels) == fitted

@@ -7,6 +7,7 @@ import pandas as pd
 
 from rakuten_mm.categories import CODE_TO_INDEX, CODES
 from rakuten_mm.data.raw_layout import LABEL_COLUMN, RawLayoutError, image_filename
+from rakuten_mm.data.splitting import duplicate_groups, duplicate_summary
 from rakuten_mm.features.text import clean_text, is_missing
 
 SPLITS = ("train", "val", "test")
@@ -41,6 +42,9 @@ def data_report(table: pd.DataFrame, image_status: np.ndarray, status_names: dic
     }
     for code, name in status_names.items():
         report[f"images_{name}"] = int((image_status == code).sum())
+    # The split stage keeps each group of identical texts in one split (rakuten_mm.data.splitting).
+    labels = table[LABEL_COLUMN].to_numpy() if LABEL_COLUMN in table.columns else None
+    report.update(duplicate_summary(duplicate_groups(table["title"], table["description"]), labels))
     if LABEL_COLUMN in table.columns:
         counts = table[LABEL_COLUMN].value_counts()
         report["class_counts"] = {str(code): int(counts.get(code, 0)) for code in CODES}

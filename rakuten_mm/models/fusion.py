@@ -1,67 +1,158 @@
-"""Late fusion of text and image probabilities, fitted on validation rows only."""
+"""Late fusion of the member models' probabilities, fitted on validation rows only.
+
+A member's probabilities are NaN on rows it cannot score (the image model on products without an
+image); every method then relies on the other members for those rows.
+"""
+
+import itertools
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import KFold
 
+from rakuten_mm.categories import CODES
 from rakuten_mm.evaluation.metrics import weighted_f1
 
 FUSION_METHODS = ("weighted", "stacking")
 _EPS = 1e-7
 
 
-def weighted_average(text: np.ndarray, image: np.ndarray, has_image: np.ndarray, text_weight: float) -> np.ndarray:
-    """text_weight·text + (1 − text_weight)·image, and text alone where there is no image."""
-    fused = text_weight * text + (1.0 - text_weight) * image
-    return np.where(has_image[:, None], fused, text).astype(np.float32)
+def scored_rows(probabilities: np.ndarray) -> np.ndarray:
+    """Rows a member predicted (no NaN)."""
+    return ~np.isnan(probabilities).any(axis=1)
 
 
-def fit_weighted(text, image, has_image, labels, grid_step: float) -> dict:
-    """Pick the text weight that maximises weighted F1 on the given (validation) rows."""
-    grid = np.round(np.arange(0.0, 1.0 + grid_step / 2, grid_step), 6)
-    scores = [weighted_f1(labels, weighted_average(text, image, has_image, w).argmax(1)) for w in grid]
-    best = int(np.argmax(scores))
-    return {"method": "weighted", "text_weight": float(grid[best]), "validation_f1_weighted": float(scores[best])}
+def full_coverage_members(probs: dict[str, np.ndarray]) -> list[str]:
+    """Members that score every row: the only ones that can be served alone."""
+    return [name for name, p in probs.items() if scored_rows(p).all()]
 
 
-def stacking_features(text: np.ndarray, image: np.ndarray) -> np.ndarray:
-    """Log-probabilities of both models side by side."""
-    return np.log(np.concatenate([text, image], axis=1) + _EPS)
+def simplex_grid(n_members: int, step: float) -> np.ndarray:
+    """Every weight vector on a grid of the given step whose weights are ≥ 0 and sum to 1."""
+    parts = int(round(1.0 / step))
+    points = [combo for combo in itertools.product(range(parts + 1), repeat=n_members) if sum(combo) == parts]
+    return np.asarray(points, dtype=float) / parts
 
 
-def fit_stacking(text, image, has_image, labels, C: float, seed: int) -> dict:
-    """Multinomial logistic regression on both models' log-probabilities, rows with an image only."""
-    n_classes = text.shape[1]
-    if len(np.unique(labels[has_image])) < 2:
-        raise ValueError("stacking needs validation rows with images from at least two classes")
+def weighted_average(probs: dict[str, np.ndarray], weights: dict[str, float], fallback: str) -> np.ndarray:
+    """Σ weight·probabilities over the members that scored each row, renormalised per row."""
+    n_rows = len(probs[fallback])
+    total = np.zeros_like(probs[fallback], dtype=np.float64)
+    norm = np.zeros(n_rows)
+    for name, weight in weights.items():
+        rows = scored_rows(probs[name])
+        total[rows] += weight * probs[name][rows]
+        norm[rows] += weight
+    # Rows that only zero-weight or missing members could score take the fallback member's answer.
+    empty = norm == 0
+    total[empty], norm[empty] = probs[fallback][empty], 1.0
+    return (total / norm[:, None]).astype(np.float32)
+
+
+def log_loss(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """Mean negative log-probability of the true class."""
+    return float(-np.log(probabilities[np.arange(len(labels)), labels] + _EPS).mean())
+
+
+def fit_weighted(probs: dict[str, np.ndarray], labels: np.ndarray, grid_step: float, fallback: str) -> dict:
+    """The grid weights that maximise weighted F1 on the given (validation) rows."""
+    names = list(probs)
+    best, best_score = None, None
+    for weights in simplex_grid(len(names), grid_step):
+        fused = weighted_average(probs, dict(zip(names, weights)), fallback)
+        # Among equal F1s, the lowest log-loss: a useless member then gets no weight (and no run time).
+        score = (weighted_f1(labels, fused.argmax(1)), -log_loss(fused, labels))
+        if best_score is None or score > best_score:
+            best, best_score = weights, score
+    return {"method": "weighted", "weights": {name: float(w) for name, w in zip(names, best)}, "fallback": fallback}
+
+
+def stacking_features(probs: dict[str, np.ndarray], members: list[str]) -> np.ndarray:
+    """Each member's log-probabilities (uniform where it scored nothing) and a column saying so."""
+    columns = []
+    for name in members:
+        p, rows = probs[name], scored_rows(probs[name])
+        filled = np.where(rows[:, None], p, 1.0 / p.shape[1])
+        columns += [np.log(filled + _EPS), (~rows[:, None]).astype(float)]
+    return np.concatenate(columns, axis=1)
+
+
+def fit_stacking(probs: dict[str, np.ndarray], labels: np.ndarray, C: float, seed: int) -> dict:
+    """Multinomial logistic regression on every member's log-probabilities."""
+    members, n_classes = list(probs), len(CODES)
+    if len(np.unique(labels)) < 2:
+        raise ValueError("stacking needs validation rows from at least two classes")
     model = LogisticRegression(C=C, max_iter=2000, random_state=seed)
-    model.fit(stacking_features(text[has_image], image[has_image]), labels[has_image])
+    model.fit(stacking_features(probs, members), labels)
     # A class absent from the validation rows keeps a huge negative bias: never predicted.
-    coef = np.zeros((n_classes, 2 * n_classes))
+    coef = np.zeros((n_classes, model.coef_.shape[1]))
     intercept = np.full(n_classes, -1e4)
-    coef[model.classes_] = model.coef_
-    intercept[model.classes_] = model.intercept_
-    return {"method": "stacking", "coef": coef.tolist(), "intercept": intercept.tolist(), "C": C}
+    coef[model.classes_] = model.coef_ if len(model.classes_) > 2 else np.vstack([-model.coef_, model.coef_]) / 2
+    intercept[model.classes_] = (model.intercept_ if len(model.classes_) > 2
+                                 else np.array([-model.intercept_[0], model.intercept_[0]]) / 2)
+    return {"method": "stacking", "members": members, "coef": coef.tolist(), "intercept": intercept.tolist(), "C": C}
 
 
-def apply_fusion(fusion: dict, text: np.ndarray, image: np.ndarray, has_image: np.ndarray) -> np.ndarray:
-    """Fused class probabilities; rows without an image fall back to the text model."""
-    # Rows without an image carry NaN image probabilities; any finite filler is discarded below.
-    image = np.where(has_image[:, None], image, text)
+def apply_fusion(fusion: dict, probs: dict[str, np.ndarray]) -> np.ndarray:
+    """Fused class probabilities from the members' probabilities (only the members the fusion uses)."""
+    if fusion["method"] == "member":
+        return np.asarray(probs[fusion["member"]], dtype=np.float32)
     if fusion["method"] == "weighted":
-        return weighted_average(text, image, has_image, fusion["text_weight"])
+        return weighted_average(probs, used_weights(fusion), fusion["fallback"])
     if fusion["method"] == "stacking":
-        logits = stacking_features(text, image) @ np.asarray(fusion["coef"]).T + np.asarray(fusion["intercept"])
+        logits = stacking_features(probs, fusion["members"]) @ np.asarray(fusion["coef"]).T
+        logits += np.asarray(fusion["intercept"])
         logits -= logits.max(axis=1, keepdims=True)
         stacked = np.exp(logits)
-        stacked /= stacked.sum(axis=1, keepdims=True)
-        return np.where(has_image[:, None], stacked, text).astype(np.float32)
-    raise ValueError(f"train_fusion.method must be one of {FUSION_METHODS}, got {fusion['method']!r}")
+        return (stacked / stacked.sum(axis=1, keepdims=True)).astype(np.float32)
+    raise ValueError(f"fusion method must be one of {FUSION_METHODS} or member, got {fusion['method']!r}")
 
 
-def fit_fusion(params: dict, text, image, has_image, labels) -> dict:
-    """Fit the fusion method named in params on validation probabilities."""
+def used_weights(fusion: dict) -> dict[str, float]:
+    """The weighted fusion's members with a non-zero weight."""
+    return {name: weight for name, weight in fusion["weights"].items() if weight > 0}
+
+
+def members_used(fusion: dict) -> list[str]:
+    """The members a fusion needs at prediction time (zero-weight members are never run)."""
+    if fusion["method"] == "member":
+        return [fusion["member"]]
+    if fusion["method"] == "weighted":
+        return sorted({*used_weights(fusion), fusion["fallback"]})
+    return list(fusion["members"])
+
+
+def fit_method(params: dict, probs: dict[str, np.ndarray], labels: np.ndarray, fallback: str) -> dict:
+    """Fit the fusion method named in params on (validation) probabilities."""
     if params["method"] == "weighted":
-        return fit_weighted(text, image, has_image, labels, params["weight_grid_step"])
+        return fit_weighted(probs, labels, params["weight_grid_step"], fallback)
     if params["method"] == "stacking":
-        return fit_stacking(text, image, has_image, labels, params["stacking_C"], params["seed"])
+        return fit_stacking(probs, labels, params["stacking_C"], params["seed"])
     raise ValueError(f"train_fusion.method must be one of {FUSION_METHODS}, got {params['method']!r}")
+
+
+def cross_validated_f1(params: dict, probs: dict[str, np.ndarray], labels: np.ndarray, fallback: str) -> float:
+    """Weighted F1 of the fusion on rows it was not fitted on (k folds of the validation rows)."""
+    predicted = np.empty(len(labels), dtype=int)
+    folds = KFold(params["selection_folds"], shuffle=True, random_state=params["seed"])
+    for fit_rows, held_out in folds.split(labels):
+        fusion = fit_method(params, {n: p[fit_rows] for n, p in probs.items()}, labels[fit_rows], fallback)
+        predicted[held_out] = apply_fusion(fusion, {n: p[held_out] for n, p in probs.items()}).argmax(1)
+    return weighted_f1(labels, predicted)
+
+
+def fit_fusion(params: dict, probs: dict[str, np.ndarray], labels: np.ndarray) -> dict:
+    """Fit the fusion on validation rows; serve the best single member when the fusion does not beat it."""
+    member_f1 = {name: weighted_f1(labels, np.nan_to_num(p, nan=-1.0).argmax(1)) for name, p in probs.items()}
+    candidates = full_coverage_members(probs)
+    if not candidates:
+        raise ValueError(f"train_fusion.members {list(probs)}: none scores every row (add a text model)")
+    best = max(candidates, key=member_f1.get)
+    fused_f1 = cross_validated_f1(params, probs, labels, best)
+    selection = {"member_f1_weighted": member_f1, "fusion_cv_f1_weighted": fused_f1, "best_member": best}
+    # A tie serves the member too: the same answers for less work per request.
+    if fused_f1 <= member_f1[best]:
+        fusion = {"method": "member", "member": best}
+    else:
+        fusion = fit_method(params, probs, labels, best)
+    return {**fusion, "classes": list(CODES), "selection": selection}

@@ -1,9 +1,15 @@
 """Keras image classifiers: a small CNN from scratch or a keras.applications backbone."""
 
 import keras
+import numpy as np
 from keras import layers
 
 IMAGE_BACKBONES = ("small_cnn", "mobilenet_v3_small", "efficientnet_b0")
+
+
+def blank_image_probabilities(n_rows: int, n_classes: int) -> np.ndarray:
+    """NaN rows: products without an image get no image prediction."""
+    return np.full((n_rows, n_classes), np.nan, dtype=np.float32)
 
 
 class PretrainedWeightsUnavailableError(RuntimeError):

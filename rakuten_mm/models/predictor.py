@@ -12,14 +12,16 @@ from rakuten_mm.features.images import (
     ACCEPTED_FORMATS, DEFAULT_MAX_ASPECT_RATIO, DEFAULT_MAX_PIXELS, UnreadableImageError, preprocess_image_bytes,
 )
 from rakuten_mm.features.text import clean_text, model_input_texts
-from rakuten_mm.models.fusion import apply_fusion
-from rakuten_mm.models.io import read_json
+from rakuten_mm.jsonfiles import read_json
+from rakuten_mm.models.baseline import baseline_probabilities
+from rakuten_mm.models.classes import check_classes, check_model_classes
+from rakuten_mm.models.fusion import apply_fusion, members_used
+from rakuten_mm.models.image import blank_image_probabilities
+from rakuten_mm.models.sklearn_files import load_sklearn_model
 from rakuten_mm.models.text import text_tensor
 
-
-def blank_image_probabilities(n_rows: int, n_classes: int) -> np.ndarray:
-    """NaN rows: products without an image get no image prediction."""
-    return np.full((n_rows, n_classes), np.nan, dtype=np.float32)
+# Every model the fusion can combine, each saved in models/<name>/.
+MEMBERS = ("text", "image", "baseline")
 
 
 def forward_in_chunks(forward: Callable, inputs, batch_size: int) -> np.ndarray:
@@ -57,24 +59,46 @@ def compile_forward(model: keras.Model, input_dtype: tf.DType | None = None) -> 
 
 
 class ProductClassifier:
-    """The text, image and fusion models of one models/ folder, with their preprocessing settings."""
+    """The member models of one models/ folder and their fusion, with their preprocessing settings.
 
-    def __init__(self, models_dir: str | Path, batch_size: int = 256):
+    Only the members the fusion uses are loaded and run, unless `members` names others (evaluate
+    scores every member).
+    """
+
+    def __init__(self, models_dir: str | Path, batch_size: int = 256, members: list[str] | None = None):
         models_dir = Path(models_dir)
         self.batch_size = batch_size
-        self.text_model = keras.models.load_model(models_dir / "text" / "model.keras")
-        self.text_config = read_json(models_dir / "text" / "preprocessing.json")
-        self.image_model = keras.models.load_model(models_dir / "image" / "model.keras")
-        self.image_config = read_json(models_dir / "image" / "preprocessing.json")
         self.fusion = read_json(models_dir / "fusion" / "fusion.json")
-        # Traced once here; evaluate and the API both go through these same graphs.
-        self.text_forward = compile_forward(self.text_model)
-        self.image_forward = compile_forward(self.image_model, tf.uint8)
+        check_classes(self.fusion.get("classes"), str(models_dir / "fusion" / "fusion.json"))
+        self.members = members if members is not None else members_used(self.fusion)
+        unknown = sorted(set(self.members) - set(MEMBERS))
+        if unknown:
+            raise ValueError(f"unknown member models {unknown}: expected some of {MEMBERS}")
+        for name in self.members:
+            check_model_classes(models_dir / name)
+        # The image settings are needed to preprocess uploads even when the fusion ignores images.
+        self.image_config = read_json(models_dir / "image" / "preprocessing.json")
+        self.text_config = read_json(models_dir / "text" / "preprocessing.json")
+        if "text" in self.members:
+            # Traced once here; evaluate and the API both go through these same graphs.
+            self.text_model = keras.models.load_model(models_dir / "text" / "model.keras")
+            self.text_forward = compile_forward(self.text_model)
+        if "image" in self.members:
+            self.image_model = keras.models.load_model(models_dir / "image" / "model.keras")
+            self.image_forward = compile_forward(self.image_model, tf.uint8)
+        if "baseline" in self.members:
+            self.baseline_model = load_sklearn_model(models_dir / "baseline" / "model.skops")
+            self.baseline_config = read_json(models_dir / "baseline" / "preprocessing.json")
 
     def predict_text(self, titles, descriptions) -> np.ndarray:
         """Text-model probabilities for cleaned titles and descriptions."""
         texts = model_input_texts(titles, descriptions, self.text_config["max_description_chars"])
         return forward_in_chunks(self.text_forward, text_tensor(texts), self.batch_size)
+
+    def predict_baseline(self, titles, descriptions) -> np.ndarray:
+        """Calibrated TF-IDF + SVM probabilities for cleaned titles and descriptions."""
+        texts = model_input_texts(titles, descriptions, self.baseline_config["max_description_chars"])
+        return baseline_probabilities(self.baseline_model, texts, len(CODES))
 
     def predict_image(self, images: np.ndarray, has_image: np.ndarray) -> np.ndarray:
         """Image-model probabilities; NaN rows where there is no image."""
@@ -86,11 +110,16 @@ class ProductClassifier:
         return probabilities
 
     def predict_proba(self, titles, descriptions, images, has_image) -> dict[str, np.ndarray]:
-        """Text, image and fused probabilities for already-preprocessed products."""
+        """Each loaded member's probabilities and the fused ones ("fused") for preprocessed products."""
         has_image = np.asarray(has_image, dtype=bool)
-        text = self.predict_text(titles, descriptions)
-        image = self.predict_image(images, has_image)
-        return {"text": text, "image": image, "fused": apply_fusion(self.fusion, text, image, has_image)}
+        probs = {}
+        if "text" in self.members:
+            probs["text"] = self.predict_text(titles, descriptions)
+        if "baseline" in self.members:
+            probs["baseline"] = self.predict_baseline(titles, descriptions)
+        if "image" in self.members:
+            probs["image"] = self.predict_image(images, has_image)
+        return {**probs, "fused": apply_fusion(self.fusion, probs)}
 
     def prepare_product(
         self,

@@ -13,27 +13,50 @@ from scipy import sparse
 TEXT_MODELS = ("tfidf", "cnn", "bilstm")
 
 
-def adapt_vectorizer(kind: str, train_texts: list[str], params: dict) -> layers.TextVectorization:
-    """TextVectorization fitted on the training texts: tf-idf n-grams for tfidf, sequences otherwise."""
+def tfidf_vectorizer(name: str, **options) -> layers.TextVectorization:
+    """A tf-idf TextVectorization; punctuation is stripped, lower-casing was done in Python before."""
+    return layers.TextVectorization(standardize="strip_punctuation", output_mode="tf_idf", name=name, **options)
+
+
+def adapt_vectorizers(kind: str, train_texts: list[str], params: dict) -> list[layers.TextVectorization]:
+    """Vectorizers fitted on the training texts: word (and character) tf-idf for tfidf, sequences otherwise."""
     if kind not in TEXT_MODELS:
         raise ValueError(f"train_text.model must be one of {TEXT_MODELS}, got {kind!r}")
-    # Lower-casing is done in Python before (see features.text); here only punctuation goes.
-    options = dict(max_tokens=params["max_tokens"], standardize="strip_punctuation", name="vectorizer")
     if kind == "tfidf":
-        vectorizer = layers.TextVectorization(ngrams=params["ngrams"], output_mode="tf_idf", **options)
+        vectorizers = [tfidf_vectorizer("words", max_tokens=params["max_tokens"], ngrams=params["ngrams"])]
+        if params.get("char_ngrams"):
+            # Character n-grams carry plurals, accents, model numbers and compounds that words miss.
+            low, high = params["char_ngrams"]
+            vectorizers.append(tfidf_vectorizer("chars", max_tokens=params["char_max_tokens"],
+                                                split="character", ngrams=tuple(range(low, high + 1))))
     else:
-        vectorizer = layers.TextVectorization(
-            output_mode="int", output_sequence_length=params["sequence_length"], **options)
-    vectorizer.adapt(tf.data.Dataset.from_tensor_slices(np.asarray(train_texts, dtype=object)).batch(2048))
-    return vectorizer
+        vectorizers = [layers.TextVectorization(
+            max_tokens=params["max_tokens"], standardize="strip_punctuation", output_mode="int",
+            output_sequence_length=params["sequence_length"], name="vectorizer")]
+    batches = tf.data.Dataset.from_tensor_slices(np.asarray(train_texts, dtype=object)).batch(2048)
+    for vectorizer in vectorizers:
+        vectorizer.adapt(batches)
+    return vectorizers
 
 
-def vectorize(vectorizer: layers.TextVectorization, texts: list[str], chunk: int = 1024):
-    """Vectors of all texts: a CSR matrix for tf-idf (mostly zeros), an int array for sequences."""
-    tfidf = vectorizer.get_config()["output_mode"] == "tf_idf"
-    # Each dense tf-idf chunk becomes sparse at once: all of them dense would be n × max_tokens floats.
+def build_featurizer(vectorizers: list[layers.TextVectorization]) -> keras.Model:
+    """Raw strings → the head's input: L2-normalised tf-idf blocks side by side, or token ids."""
+    inputs = keras.Input(shape=(), dtype="string", name="text")
+    if vectorizers[0].get_config()["output_mode"] != "tf_idf":
+        return keras.Model(inputs, vectorizers[0](inputs), name="featurizer")
+    # Each block normalised apart, as scikit-learn's FeatureUnion of TfidfVectorizers does:
+    # long descriptions then weigh no more than short titles.
+    blocks = [layers.UnitNormalization(name=f"{v.name}_l2")(v(inputs)) for v in vectorizers]
+    features = blocks[0] if len(blocks) == 1 else layers.Concatenate(name="tfidf_blocks")(blocks)
+    return keras.Model(inputs, features, name="featurizer")
+
+
+def vectorize(featurizer: keras.Model, texts: list[str], chunk: int = 1024):
+    """Features of all texts: a CSR matrix for tf-idf (mostly zeros), an int array for sequences."""
+    tfidf = featurizer.output.dtype != "int64"
+    # Each dense tf-idf chunk becomes sparse at once: all of them dense would be n × width floats.
     to_compact = sparse.csr_matrix if tfidf else (lambda part: part.astype(np.int32))
-    parts = [to_compact(np.asarray(vectorizer(text_tensor(texts[start:start + chunk]))))
+    parts = [to_compact(np.asarray(featurizer(text_tensor(texts[start:start + chunk]))))
              for start in range(0, len(texts), chunk)]
     return sparse.vstack(parts, format="csr", dtype=np.float32) if tfidf else np.concatenate(parts)
 
@@ -51,14 +74,15 @@ def sequence_encoder(tokens, params: dict, kind: str, vocabulary_size: int):
     return layers.Concatenate(name="conv_features")(pooled)
 
 
-def build_text_head(kind: str, params: dict, vectorizer: layers.TextVectorization, n_classes: int) -> keras.Model:
+def build_text_head(kind: str, params: dict, featurizer: keras.Model, n_classes: int) -> keras.Model:
     """The trainable part: tf-idf vectors or token ids in, class probabilities out."""
-    vocabulary_size = vectorizer.vocabulary_size()
+    width = featurizer.output.shape[-1]
     if kind == "tfidf":
-        inputs = keras.Input(shape=(vocabulary_size,), name="tfidf")
+        inputs = keras.Input(shape=(width,), name="tfidf")
         features = layers.Dropout(params["dropout"])(inputs)
     else:
-        inputs = keras.Input(shape=(params["sequence_length"],), dtype="int32", name="tokens")
+        inputs = keras.Input(shape=(width,), dtype="int32", name="tokens")
+        vocabulary_size = featurizer.get_layer("vectorizer").vocabulary_size()
         features = sequence_encoder(inputs, params, kind, vocabulary_size)
     hidden = layers.Dense(params["hidden_units"], activation="relu", name="hidden")(features)
     hidden = layers.Dropout(params["dropout"])(hidden)
@@ -66,16 +90,16 @@ def build_text_head(kind: str, params: dict, vectorizer: layers.TextVectorizatio
     return keras.Model(inputs, outputs, name=f"text_{kind}_head")
 
 
-def assemble_text_model(vectorizer: layers.TextVectorization, head: keras.Model) -> keras.Model:
-    """Raw strings → vectorizer → head: the model that is saved and served."""
+def assemble_text_model(featurizer: keras.Model, head: keras.Model) -> keras.Model:
+    """Raw strings → featurizer → head: the model that is saved and served."""
     inputs = keras.Input(shape=(), dtype="string", name="text")
-    return keras.Model(inputs, head(vectorizer(inputs)), name=head.name.removesuffix("_head"))
+    return keras.Model(inputs, head(featurizer(inputs)), name=head.name.removesuffix("_head"))
 
 
 def build_text_model(kind: str, train_texts: list[str], params: dict, n_classes: int) -> keras.Model:
     """An end-to-end text classifier (untrained head) adapted on the training texts."""
-    vectorizer = adapt_vectorizer(kind, train_texts, params)
-    return assemble_text_model(vectorizer, build_text_head(kind, params, vectorizer, n_classes))
+    featurizer = build_featurizer(adapt_vectorizers(kind, train_texts, params))
+    return assemble_text_model(featurizer, build_text_head(kind, params, featurizer, n_classes))
 
 
 def text_tensor(texts) -> tf.Tensor:

@@ -1,4 +1,4 @@
-"""Fitting Keras classifiers: class weights, batched inputs from memory-mapped arrays, early stopping."""
+"""Fitting Keras classifiers: class weights, batched inputs from memory-mapped arrays, early stopping on F1."""
 
 import itertools
 
@@ -6,6 +6,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 from scipy import sparse
+
+from rakuten_mm.evaluation.metrics import weighted_f1
 
 CLASS_WEIGHT_MODES = ("none", "balanced", "sqrt")
 
@@ -57,24 +59,48 @@ def array_batches(array, rows: np.ndarray, labels: np.ndarray | None,
     return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(tf.data.AUTOTUNE)
 
 
-def fit_classifier(model: keras.Model, x, y, validation_data, params: dict,
-                   weights: dict | None, callbacks: list) -> keras.callbacks.History:
-    """Compile with Adam and sparse cross-entropy, then fit with early stopping on val_loss.
+def training_batch_size(n_rows: int, params: dict) -> int:
+    """params.batch_size, shrunk so that an epoch has at least params.min_steps_per_epoch steps."""
+    # On a few hundred rows a batch of 256 is one or two optimizer steps per epoch: the budget
+    # would run out long before the model fits, whatever the number of epochs.
+    return max(1, min(params["batch_size"], n_rows // max(params.get("min_steps_per_epoch", 1), 1)))
 
-    x is a tensor (with labels y) or a batched tf.data pipeline of (inputs, labels) (y None).
+
+class ValidationF1(keras.callbacks.Callback):
+    """Adds val_f1_weighted, the challenge metric on the validation rows, to each epoch's logs."""
+
+    def __init__(self, batches: tf.data.Dataset, labels: np.ndarray):
+        super().__init__()
+        self.batches = batches
+        self.labels = labels
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        """Predict the validation rows; callbacks after this one (early stopping) read the score."""
+        predicted = predict_probabilities(self.model, self.batches).argmax(1)
+        if logs is not None:
+            logs["val_f1_weighted"] = weighted_f1(self.labels, predicted)
+
+
+def fit_classifier(model: keras.Model, train: tf.data.Dataset, validation: tf.data.Dataset,
+                   validation_labels: np.ndarray, params: dict, weights: dict | None,
+                   callbacks: list) -> keras.callbacks.History:
+    """Compile with Adam and sparse cross-entropy, fit, keep the weights of the best validation F1.
+
+    train and validation are batched tf.data pipelines of (inputs, labels).
     """
     model.compile(
         optimizer=keras.optimizers.Adam(params["learning_rate"]),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    stopper = keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=params["patience"], restore_best_weights=True
-    )
+    # The loss keeps falling while F1 already dropped (over-confident errors): stop on the metric.
+    stopper = keras.callbacks.EarlyStopping(monitor="val_f1_weighted", mode="max",
+                                            patience=params["patience"], restore_best_weights=True)
     return model.fit(
-        x, y, batch_size=None if y is None else params["batch_size"],
-        validation_data=validation_data, epochs=params["epochs"],
-        class_weight=weights, callbacks=[stopper, *callbacks], verbose=2,
+        train, validation_data=validation, epochs=params["epochs"], class_weight=weights,
+        callbacks=[ValidationF1(validation.map(lambda inputs, _: inputs), validation_labels), stopper,
+                   *callbacks],
+        verbose=2,
     )
 
 

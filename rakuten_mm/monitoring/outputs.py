@@ -1,11 +1,12 @@
 """What the monitor writes: the drift report JSON, a Prometheus textfile and a PNG of the distributions."""
 
-import json
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+
+from rakuten_mm.jsonfiles import write_json
 
 # Reference first, production second, in every panel.
 COLORS = {"reference": "#4c72b0", "production": "#dd8452", "ok": "#55a868", "drifted": "#c44e52"}
@@ -13,10 +14,7 @@ COLORS = {"reference": "#4c72b0", "production": "#dd8452", "ok": "#55a868", "dri
 
 def write_report(report: dict, path: str | Path) -> None:
     """Write the drift report (sorted keys, parent folders created)."""
-    # Not rakuten_mm.models.io.write_json: that module imports Keras, seconds of start-up for one json.dumps.
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_json(report, path)
 
 
 def write_prometheus_textfile(report: dict, path: str | Path) -> None:

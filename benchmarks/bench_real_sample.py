@@ -1,0 +1,166 @@
+"""k-fold cross-validation of the whole pipeline on real products, with the pipeline's own stages.
+
+    python benchmarks/bench_real_sample.py [DATA_DIR] [--folds 5] [--seed 0] [--set key=value ...]
+        [--workdir DIR] [--out benchmarks/results/real_sample]
+
+DATA_DIR (default ../shared/rakuten-real-sample) is a folder in the challenge layout
+(X_train_update.csv, Y_train_CVw08PX.csv, image_train/). The repository is copied into a work
+folder with `import.source: dir` on DATA_DIR; `import` and `make_dataset` run once, then for each
+fold of a stratified k-fold that keeps duplicate texts together (rakuten_mm.data.splitting) the
+fold is the test split, the validation split is drawn from the other rows as the `split` stage
+would, and the training stages, `train_fusion` and `evaluate` run with the commands of dvc.yaml.
+Prints and writes, per model, the mean ± std of the test weighted F1 over folds and the time per fold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "tests"))
+sys.path.insert(0, str(REPO_ROOT))
+
+from pipeline_utils import copy_repository, deep_merge, dotted_override  # noqa: E402
+from rakuten_mm.data.dataset import read_split_table  # noqa: E402
+from rakuten_mm.data.splitting import duplicate_groups, grouped_folds, grouped_holdout  # noqa: E402
+
+MODELS = ("text", "image", "baseline", "fusion")
+DATA_STAGES = ("import", "make_dataset")
+# Latency repeats only slow the folds down; they say nothing of quality.
+BENCH_OVERRIDES = {"evaluate": {"latency": {"repeats": 1}}}
+
+
+def stage_commands(repo: Path) -> dict[str, str]:
+    """Each stage's command line, from the copy's dvc.yaml."""
+    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
+    return {name: " ".join(stage["cmd"].split()) for name, stage in stages.items()}
+
+
+def run_stage(repo: Path, command: str) -> float:
+    """Run one stage command in the copy; return its wall time; fail with its log's tail."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    started = time.perf_counter()
+    result = subprocess.run(command.split(), cwd=repo, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"{command} failed:\n{result.stderr[-3000:]}")
+    return time.perf_counter() - started
+
+
+def fold_split(labels: np.ndarray, groups: np.ndarray, test_rows: np.ndarray, split: dict) -> np.ndarray:
+    """'test' for the fold's rows, then 'val' and 'train' drawn from the others as the split stage does."""
+    names = np.full(len(labels), "train", dtype=object)
+    names[test_rows] = "test"
+    rest = np.setdiff1d(np.arange(len(labels)), test_rows)
+    val_share = split["val_size"] / (1.0 - split["test_size"])
+    names[rest[grouped_holdout(labels[rest], groups[rest], val_share, split["seed"])]] = "val"
+    return names
+
+
+def write_split(repo: Path, table: pd.DataFrame, names: np.ndarray) -> None:
+    """data/processed/split.csv in the split stage's format."""
+    frame = pd.DataFrame({"index": table.index.to_numpy(), "split": names})
+    frame.index.name = "row"
+    (repo / "data" / "processed").mkdir(parents=True, exist_ok=True)
+    frame.to_csv(repo / "data" / "processed" / "split.csv")
+
+
+def fold_stages(commands: dict[str, str], params: dict) -> list[str]:
+    """The stages after split, in dvc.yaml order; image_features only when the image head reads it."""
+    skip = {*DATA_STAGES, "split"}
+    if params["train_image"]["input"] != "features":
+        skip.add("image_features")
+    return [name for name in commands if name not in skip]
+
+
+def run_fold(repo: Path, commands: dict[str, str], stages: list[str]) -> dict:
+    """Run the fold's stages; return every model's test and validation scores and the timings."""
+    seconds = {name: run_stage(repo, commands[name]) for name in stages}
+    metrics = json.loads((repo / "metrics" / "evaluate" / "metrics.json").read_text())
+    fusion = json.loads((repo / "models" / "fusion" / "fusion.json").read_text())
+    return {"test": {m: metrics["test"][m]["f1_weighted"] for m in MODELS},
+            "val": {m: metrics["val"][m]["f1_weighted"] for m in MODELS},
+            "served": fusion.get("member", "fusion"), "weights": fusion.get("weights"),
+            "seconds": seconds, "fold_seconds": sum(seconds.values())}
+
+
+def summarise(folds: list[dict]) -> dict:
+    """Mean and standard deviation over folds of each model's test weighted F1, and of the fold time."""
+    summary = {m: {"mean": float(np.mean([f["test"][m] for f in folds])),
+                   "std": float(np.std([f["test"][m] for f in folds]))} for m in MODELS}
+    times = [f["fold_seconds"] for f in folds]
+    summary["fold_seconds"] = {"mean": float(np.mean(times)), "std": float(np.std(times))}
+    return summary
+
+
+def markdown_table(result: dict) -> str:
+    """The README table: one row per model."""
+    s = result["summary"]
+    lines = [f"Real products: {result['rows']} labelled rows of `{result['data_name']}`, {result['folds']}-fold "
+             f"cross-validation (stratified, duplicates grouped, seed {result['seed']}); {result['machine']}.", "",
+             "| model | test weighted F1 (mean ± std over folds) |", "|---|---|"]
+    lines += [f"| {m} | {s[m]['mean']:.3f} ± {s[m]['std']:.3f} |" for m in MODELS]
+    lines += ["", f"Time per fold: {s['fold_seconds']['mean']:.0f} ± {s['fold_seconds']['std']:.0f} s "
+              f"(training stages, fusion and evaluate). The fusion served "
+              + ", ".join(f"fold {i + 1}: {f['served']}" for i, f in enumerate(result["per_fold"])) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def parse_args() -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("data", nargs="?", default=str(REPO_ROOT.parent / "shared" / "rakuten-real-sample"))
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="params override")
+    parser.add_argument("--workdir", default=None, help="where the repository copy goes (default: a temp dir)")
+    parser.add_argument("--out", default=str(REPO_ROOT / "benchmarks" / "results" / "real_sample"))
+    return parser.parse_args()
+
+
+def main() -> None:
+    """Import the folder once, run every fold, print and write the summary."""
+    args = parse_args()
+    data = Path(args.data).resolve()
+    if not (data / "X_train_update.csv").is_file():
+        raise SystemExit(f"{data}: no X_train_update.csv (a folder in the challenge layout is expected)")
+    overrides = deep_merge(BENCH_OVERRIDES, {"import": {"source": "dir", "dir": {"path": str(data)}}})
+    for assignment in args.set:
+        overrides = deep_merge(overrides, dotted_override(assignment))
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="rakuten-real-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    repo = copy_repository(workdir, overrides, tiny=False)
+    params, commands = yaml.safe_load((repo / "params.yaml").read_text()), stage_commands(repo)
+    for name in DATA_STAGES:
+        run_stage(repo, commands[name])
+    table = read_split_table(repo / "data" / "interim" / "labelled.csv")
+    labels, groups = table["label"].to_numpy(), duplicate_groups(table["title"], table["description"])
+    folds = []
+    for number, test_rows in enumerate(grouped_folds(labels, groups, args.folds, args.seed), start=1):
+        write_split(repo, table, fold_split(labels, groups, test_rows, params["split"]))
+        folds.append(run_fold(repo, commands, fold_stages(commands, params)))
+        print(f"fold {number}/{args.folds}: " + ", ".join(f"{m} {folds[-1]['test'][m]:.3f}" for m in MODELS)
+              + f" (served: {folds[-1]['served']}, {folds[-1]['fold_seconds']:.0f} s)", flush=True)
+    result = {"data_name": data.name, "rows": len(table), "folds": args.folds, "seed": args.seed,
+              "overrides": args.set, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+              "summary": summarise(folds), "per_fold": folds}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    out.with_suffix(".md").write_text(markdown_table(result))
+    print(markdown_table(result))
+
+
+if __name__ == "__main__":
+    main()

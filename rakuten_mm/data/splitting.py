@@ -1,0 +1,74 @@
+"""Train / validation / test splits that keep duplicate listings together and classes balanced."""
+
+import re
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold, train_test_split
+
+_NOT_WORD = re.compile(r"\W+")
+
+
+def duplicate_key(title: str, description: str) -> str:
+    """Normalised title + description: re-listed products with the same text share a key."""
+    return _NOT_WORD.sub(" ", f"{title} {description}".lower()).strip()
+
+
+def duplicate_groups(titles, descriptions) -> np.ndarray:
+    """A group id per row; rows with the same normalised title + description share it."""
+    keys = [duplicate_key(t, d) for t, d in zip(titles, descriptions, strict=True)]
+    return pd.factorize(pd.Series(keys))[0]
+
+
+def duplicate_summary(groups: np.ndarray, labels: np.ndarray | None = None) -> dict:
+    """How many rows repeat another row's text, in how many groups, and how many groups mix labels."""
+    sizes = np.bincount(groups)
+    summary = {"duplicate_text_rows": int((sizes[sizes > 1] - 1).sum()),
+               "duplicate_text_groups": int((sizes > 1).sum())}
+    if labels is not None:
+        labels_per_group = pd.Series(labels).groupby(groups).nunique()
+        summary["duplicate_groups_with_several_labels"] = int((labels_per_group > 1).sum())
+    return summary
+
+
+def group_labels(labels: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """The most frequent label of each group (the group's stratum)."""
+    return pd.Series(labels).groupby(groups).agg(lambda values: values.mode().iloc[0]).to_numpy()
+
+
+def strata(labels: np.ndarray, minimum: int) -> np.ndarray:
+    """Labels to stratify on: classes with fewer than minimum members share one stratum."""
+    counts = pd.Series(labels).value_counts()
+    rare = counts.index[counts < minimum]
+    return np.where(np.isin(labels, rare), -1, labels)
+
+
+def grouped_holdout(labels: np.ndarray, groups: np.ndarray, size: float, seed: int) -> np.ndarray:
+    """A boolean mask of about `size` of the rows, whole groups only, stratified on group labels."""
+    _, local = np.unique(groups, return_inverse=True)
+    per_group = group_labels(labels, local)
+    ids = np.arange(len(per_group))
+    try:
+        _, held = train_test_split(ids, test_size=size, stratify=strata(per_group, 2), random_state=seed)
+    except ValueError:
+        # Fewer held-out groups than classes: stratification is impossible, a random draw is not.
+        _, held = train_test_split(ids, test_size=size, random_state=seed)
+    chosen = np.zeros(len(ids), dtype=bool)
+    chosen[held] = True
+    return chosen[local]
+
+
+def grouped_split(labels: np.ndarray, groups: np.ndarray, val_size: float, test_size: float, seed: int) -> np.ndarray:
+    """'train', 'val' or 'test' per row; a group's rows stay in one split, stratified on group labels."""
+    names = np.full(len(labels), "train", dtype=object)
+    test = grouped_holdout(labels, groups, test_size, seed)
+    names[test] = "test"
+    rest = np.flatnonzero(~test)
+    names[rest[grouped_holdout(labels[rest], groups[rest], val_size / (1.0 - test_size), seed)]] = "val"
+    return names
+
+
+def grouped_folds(labels: np.ndarray, groups: np.ndarray, n_folds: int, seed: int) -> list[np.ndarray]:
+    """Row positions of each test fold of a stratified k-fold that keeps groups whole."""
+    folds = StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed)
+    return [test for _, test in folds.split(np.zeros(len(labels)), labels, groups)]

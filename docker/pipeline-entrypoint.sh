@@ -59,6 +59,13 @@ publish() {
             cp -RL "$out" "$incoming/$out"
         done
         cp dvc.lock "$incoming/dvc.lock"
+        # The evaluate stage's scores of these models, for the API's console (/reports/evaluation).
+        for report in metrics/evaluate plots/evaluate; do
+            if [ -e "$report" ]; then
+                mkdir -p "$incoming/$(dirname "$report")"
+                cp -RL "$report" "$incoming/$report"
+            fi
+        done
         mv "$incoming" "$bundle/$release"
     fi
     ln -sfn "$release" "$bundle/.current-$$"

@@ -38,6 +38,8 @@ COPY --chown=app:app sweeps/ ./sweeps/
 COPY --chown=app:app metrics/ ./metrics/
 COPY --chown=app:app plots/ ./plots/
 COPY --chown=app:app .dvc/config ./.dvc/config
+# The offline HTML template .dvc/config names for `dvc plots show` (Vega inlined, no CDN).
+COPY --chown=app:app plots_html/ ./plots_html/
 COPY --chown=app:app dvc.yaml dvc.lock params.yaml .dvcignore pyproject.toml ./
 COPY --chmod=0755 docker/pipeline-entrypoint.sh docker/s3_bucket.py /opt/docker/
 ENV PATH=/opt/venv/bin:$PATH \

@@ -78,6 +78,12 @@ def test_report_lists_params_validation_and_test_scores_and_the_missing_experime
     assert missing_experiments(planned, found) == ["s-2"]
 
 
+def test_equal_scores_go_to_the_lowest_index_whatever_the_listing_order():
+    planned = sweep_plan(["a=1"], ["a=2"], ["a=3"])
+    listed = [Experiment(f"s-{i}", str(i) * 40, {}, scores(0.8 if i else 0.7, 0.5)) for i in (2, 1, 0)]
+    assert render_report(planned, listed, f"{METRICS_FILE}:val.fusion.f1_weighted")[1].name == "s-1"
+
+
 def test_experiments_are_read_from_dvc_exp_show_json():
     metrics = {"val": {"fusion": {"f1_weighted": 0.8}}, "test": {"fusion": {"f1_weighted": 0.7}}}
     show = [{"rev": "workspace", "name": None, "data": {}, "experiments": None},

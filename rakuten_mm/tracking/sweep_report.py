@@ -83,7 +83,7 @@ def score(experiment: Experiment, key: str) -> float | None:
 
 
 def best_experiment(experiments: list[Experiment], key: str) -> Experiment:
-    """The experiment with the highest value of the metric key; ValueError when none has it."""
+    """The experiment with the highest value of the metric key (the first of equals); ValueError when none has it."""
     scored = [experiment for experiment in experiments if score(experiment, key) is not None]
     if not scored:
         raise ValueError(f"no experiment of this sweep has the metric {key} "
@@ -151,7 +151,8 @@ def render_report(sweep_plan: dict, experiments: list[Experiment], metric: str,
     file, key = split_metric(metric)
     names = {item["name"] for item in sweep_plan["experiments"]}
     found = {experiment.name: experiment for experiment in experiments if experiment.name in names}
-    best = best_experiment(list(found.values()), key)
+    # In the sweep's order, so that of equal scores the lowest index wins, whatever order DVC lists them in.
+    best = best_experiment([found[item["name"]] for item in sweep_plan["experiments"] if item["name"] in found], key)
     lines = [f"# Sweep `{sweep_plan['sweep']}`", "",
              f"`{sweep_plan['sweep_file']}` on commit `{sweep_plan['commit']}`: {len(found)} of "
              f"{len(names)} experiments on the git remote. Chosen on `{key}` of `{file}`"

@@ -46,7 +46,8 @@ def run_command(args: list[str], cwd: Path | str | None = None, stream: bool = F
         result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
         output = result.stdout + result.stderr
     if result.returncode != 0:
-        raise CommandError(f"{' '.join(args[:3])} ... failed ({result.returncode}):\n{output[-4000:]}")
+        # The head of the command only: a clone's URL may carry a token (the worker redacts it too).
+        raise CommandError(f"{' '.join(args[:5])} ... failed ({result.returncode}):\n{output[-4000:]}")
     return output
 
 

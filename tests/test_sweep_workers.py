@@ -1,13 +1,13 @@
 """Sweeps across machines for real, on 127.0.0.1: a bare git repository is the git remote, moto the DVC remote.
 
-The sweep file has two parameter sets (a stacking fusion with C = 0.1 or 10, where the tiny pipeline's
-is a weighted one): each reruns train_fusion and evaluate, and gives another model. In order, sharing one module:
+The sweep file has two parameter sets (the TF-IDF + SVM baseline's C, 0.05 or 5, where the tiny
+pipeline's is 0.5): each refits the baseline and reruns what depends on it, up to evaluate. In order, sharing one module:
 1. two sweep workers run at once as processes, each in its own clone; the second is killed (SIGKILL
    to its whole process group) as it starts pushing its outputs: the git remote gets the first
    experiment only, and a clone's `dvc exp show` does not list the killed one;
 2. the sweep DAG runs through dag.test(): the mapped task of index 0 finds its experiment already on
    the git remote, the one of index 1 reruns the killed index over its leftover clone, the report
-   task writes sweeps/reports/fusion.md in the DAG's checkout;
+   task writes sweeps/reports/baseline_c.md in the DAG's checkout;
 3. a third clone sees both experiments with their metrics in `dvc exp show`, picks the best on the
    validation score, applies it, pulls its models and predicts with ProductClassifier.
 """
@@ -37,12 +37,12 @@ from test_remote import DUMMY_KEY, moto_server, point_remote_at, remote_bucket
 
 pytestmark = pytest.mark.slow
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SWEEP_FILE = "sweeps/fusion.yaml"
-SWEEP_GRID = "train_fusion.method: [stacking]\ntrain_fusion.stacking_C: [0.1, 10.0]\n"
-NAMES = ["fusion-0", "fusion-1"]
-STACKING_C = {"fusion-0": 0.1, "fusion-1": 10.0}
+SWEEP_FILE = "sweeps/baseline_c.yaml"
+SWEEP_GRID = "train_baseline.C: [0.05, 5.0]\n"
+NAMES = ["baseline_c-0", "baseline_c-1"]
+BASELINE_C = {"baseline_c-0": 0.05, "baseline_c-1": 5.0}
 METRIC_KEY = split_metric(DEFAULT_METRIC)[1]
-KILL_AT = "sweep-worker: pushing the outputs of fusion-1"
+KILL_AT = "sweep-worker: pushing the outputs of baseline_c-1"
 WORKER_TIMEOUT_S = 600
 
 
@@ -146,18 +146,19 @@ def concurrent_workers(origin, s3) -> dict:
 def test_concurrent_workers_push_complete_experiments_only(concurrent_workers, origin, third_clone):
     logs, codes = concurrent_workers["logs"], concurrent_workers["codes"]
     assert codes == {0: 0, 1: -signal.SIGKILL}, logs[0][-4000:]
-    # Both really trained: each reran the fusion (with its own method) and the evaluation.
+    # Both really trained: each refitted the baseline with its own C and reran the evaluation.
     for index in (0, 1):
-        assert "Running stage 'train_fusion'" in logs[index], logs[index][-4000:]
+        assert "Running stage 'train_baseline'" in logs[index], logs[index][-4000:]
         assert "Running stage 'evaluate'" in logs[index], logs[index][-4000:]
     assert "Running stage 'train_text'" not in logs[0] + logs[1]
-    assert f"fusion-0 on {origin['commit'][:7]}: train_fusion.method=stacking train_fusion.stacking_C=0.1" in logs[0]
-    assert "train_fusion.stacking_C=10.0" in logs[1] and "sweep-worker: done: fusion-0" in logs[0]
+    assert f"baseline_c-0 on {origin['commit'][:7]}: train_baseline.C=0.05" in logs[0]
+    assert "baseline_c-1 on" in logs[1] and "train_baseline.C=5.0" in logs[1]
+    assert "sweep-worker: done: baseline_c-0" in logs[0]
     # The killed worker's experiment is nowhere: no git ref, so no clone lists it.
-    assert remote_experiments(origin["bare"]) == ["fusion-0"]
+    assert remote_experiments(origin["bare"]) == ["baseline_c-0"]
     rows = experiment_rows(third_clone)
-    assert "fusion-0" in rows and "fusion-1" not in rows
-    assert float(rows["fusion-0"]["train_fusion.stacking_C"]) == 0.1 and float(rows["fusion-0"][METRIC_KEY]) > 0
+    assert "baseline_c-0" in rows and "baseline_c-1" not in rows
+    assert float(rows["baseline_c-0"]["train_baseline.C"]) == 0.05 and float(rows["baseline_c-0"][METRIC_KEY]) > 0
 
 
 @pytest.fixture(scope="module")
@@ -182,12 +183,12 @@ def test_dag_reruns_the_killed_index_only_and_reports(dag_run, origin):
     assert tasks == {"plan_sweep": "success", "run_experiment[0]": "success", "run_experiment[1]": "success",
                      "report_sweep": "success"}, tasks
     assert [item["commit"] for item in dag_run["xcom"]["plan_sweep"]] == [origin["commit"]] * 2
-    assert "sweep-worker: fusion-0 on" in dag_run["log"] and "already on origin: nothing to do" in dag_run["log"]
-    assert dag_run["log"].count("Running stage 'train_fusion'") == 1
-    assert "sweep-worker: done: fusion-1" in dag_run["log"]
+    assert "sweep-worker: baseline_c-0 on" in dag_run["log"] and "already on origin: nothing to do" in dag_run["log"]
+    assert dag_run["log"].count("Running stage 'train_baseline'") == 1
+    assert "sweep-worker: done: baseline_c-1" in dag_run["log"]
     assert remote_experiments(origin["bare"]) == NAMES
     report = Path(dag_run["xcom"]["report_sweep"])
-    assert report == dag_run["project"] / "sweeps" / "reports" / "fusion.md"
+    assert report == dag_run["project"] / "sweeps" / "reports" / "baseline_c.md"
     assert all(f"| {name}" in report.read_text() or f"| **{name}**" in report.read_text() for name in NAMES)
 
 
@@ -207,8 +208,8 @@ def test_a_third_clone_applies_and_serves_the_best_experiment(dag_run, third_clo
 
     rows = experiment_rows(third_clone)
     scores = {name: float(rows[name][METRIC_KEY]) for name in NAMES}
-    assert {name: float(rows[name]["train_fusion.stacking_C"]) for name in NAMES} == STACKING_C
-    best = max(scores, key=scores.get)
+    assert {name: float(rows[name]["train_baseline.C"]) for name in NAMES} == BASELINE_C
+    best = max(NAMES, key=scores.get)  # of equal scores, the lower index
     # The DAG's report chose the same experiment from the same scores.
     assert f"Best: **{best}**" in Path(dag_run["xcom"]["report_sweep"]).read_text()
     # As the report says: the best's ref and outputs, then apply (it checks the outputs out of the cache).
@@ -217,7 +218,7 @@ def test_a_third_clone_applies_and_serves_the_best_experiment(dag_run, third_clo
     run([sys.executable, "-m", "dvc", "pull"], third_clone)
     # The workspace is the best experiment's: its params and dvc.lock, and outputs matching that lock.
     params = yaml.safe_load((third_clone / "params.yaml").read_text())
-    assert params["train_fusion"]["stacking_C"] == STACKING_C[best]
+    assert params["train_baseline"]["C"] == BASELINE_C[best]
     assert (third_clone / "dvc.lock").read_text().strip() == git(third_clone, "show", f"{rows[best]['rev']}:dvc.lock")
     assert "up to date" in run([sys.executable, "-m", "dvc", "status"], third_clone).stdout
     classifier = ProductClassifier(third_clone / "models")

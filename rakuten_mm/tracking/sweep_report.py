@@ -102,7 +102,8 @@ def formatted(value) -> str:
     return "" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def experiments_table(planned: list[dict], found: dict[str, Experiment], key: str, best: str) -> list[str]:
+def experiments_table(planned: list[dict], found: dict[str, Experiment], key: str, best: str,
+                      where: str) -> list[str]:
     """One row per planned experiment: name, swept params, the metric and its test counterpart."""
     swept = [setting.split("=", 1)[0] for setting in planned[0]["params"]] if planned else []
     columns = [key] + ([test_key(key)] if test_key(key) else [])
@@ -114,7 +115,7 @@ def experiments_table(planned: list[dict], found: dict[str, Experiment], key: st
         experiment, values = found.get(item["name"]), [setting.split("=", 1)[1] for setting in item["params"]]
         name = f"**{item['name']}**" if item["name"] == best else item["name"]
         cells = [formatted(score(experiment, column)) for column in columns] if experiment else \
-            ["not on the git remote (failed, or still running)"] + [""] * (len(columns) - 1)
+            [f"not {where} (failed, or still running)"] + [""] * (len(columns) - 1)
         lines.append("| " + " | ".join([name, *values, *cells]) + " |")
     return lines
 
@@ -151,14 +152,15 @@ def render_report(sweep_plan: dict, experiments: list[Experiment], metric: str,
     file, key = split_metric(metric)
     names = {item["name"] for item in sweep_plan["experiments"]}
     found = {experiment.name: experiment for experiment in experiments if experiment.name in names}
+    where = "on the git remote" if git_remote else "in this repository"
     # In the sweep's order, so that of equal scores the lowest index wins, whatever order DVC lists them in.
     best = best_experiment([found[item["name"]] for item in sweep_plan["experiments"] if item["name"] in found], key)
     lines = [f"# Sweep `{sweep_plan['sweep']}`", "",
              f"`{sweep_plan['sweep_file']}` on commit `{sweep_plan['commit']}`: {len(found)} of "
-             f"{len(names)} experiments on the git remote. Chosen on `{key}` of `{file}`"
+             f"{len(names)} experiments {where}. Chosen on `{key}` of `{file}`"
              + (" (validation split; the test column is reported, never used to choose)." if test_key(key) else "."),
              "", f"Best: **{best.name}** (`{best.rev[:7]}`): `{apply_command(best.name, git_remote)}`", "",
-             *experiments_table(sweep_plan["experiments"], found, key, best.name), "",
+             *experiments_table(sweep_plan["experiments"], found, key, best.name, where), "",
              f"## Metrics of {best.name}", "", *metrics_table(best), ""]
     return "\n".join(lines), best
 

@@ -1,5 +1,7 @@
 """Sweeps across machines for real, on 127.0.0.1: a bare git repository is the git remote, moto the DVC remote.
 
+First, without running anything, the sweep DAG loads with its task mapped over the parameter sets.
+
 The sweep file has two parameter sets (the TF-IDF + SVM baseline's C, 0.05 or 5, where the tiny
 pipeline's is 0.5): each refits the baseline and reruns what depends on it, up to evaluate. In order, sharing one module:
 1. two sweep workers run at once as processes, each in its own clone; the second is killed (SIGKILL
@@ -35,7 +37,6 @@ from server_utils import free_port
 from test_airflow_dag import airflow_environment, airflow_home, check_dag, migrated_airflow_home  # noqa: F401
 from test_remote import DUMMY_KEY, moto_server, point_remote_at, remote_bucket
 
-pytestmark = pytest.mark.slow
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SWEEP_FILE = "sweeps/baseline_c.yaml"
 SWEEP_GRID = "train_baseline.C: [0.05, 5.0]\n"
@@ -44,6 +45,21 @@ BASELINE_C = {"baseline_c-0": 0.05, "baseline_c-1": 5.0}
 METRIC_KEY = split_metric(DEFAULT_METRIC)[1]
 KILL_AT = "sweep-worker: pushing the outputs of baseline_c-1"
 WORKER_TIMEOUT_S = 600
+
+
+def test_sweep_dag_maps_one_task_per_parameter_set(airflow_home, tmp_path):
+    report = check_dag(airflow_environment(airflow_home), tmp_path, "describe")
+    assert report["import_errors"] == {}
+    dag = report["dags"]["rakuten_sweep"]
+    assert {task: (spec["downstream"], spec["mapped"]) for task, spec in dag["tasks"].items()} == {
+        "plan_sweep": (["report_sweep", "run_experiment"], False),
+        "run_experiment": (["report_sweep"], True),
+        "report_sweep": ([], False),
+    }
+    # The report waits for every worker, failed ones included, and needs one that succeeded.
+    assert dag["tasks"]["report_sweep"]["trigger_rule"] == "all_done_min_one_success"
+    assert all(spec["retries"] >= 1 for spec in dag["tasks"].values()) and dag["schedule"] is None
+    assert {"sweep", "rev", "git_remote", "project_dir", "python", "workdir", "metric"} == set(dag["params"])
 
 
 def git(repo: Path, *args: str) -> str:
@@ -143,6 +159,7 @@ def concurrent_workers(origin, s3) -> dict:
             "codes": {index: worker.returncode for index, worker in workers.items()}}
 
 
+@pytest.mark.slow
 def test_concurrent_workers_push_complete_experiments_only(concurrent_workers, origin, third_clone):
     logs, codes = concurrent_workers["logs"], concurrent_workers["codes"]
     assert codes == {0: 0, 1: -signal.SIGKILL}, logs[0][-4000:]
@@ -177,6 +194,7 @@ def dag_run(concurrent_workers, migrated_airflow_home, origin, s3) -> dict:
     return {**report, "project": project}
 
 
+@pytest.mark.slow
 def test_dag_reruns_the_killed_index_only_and_reports(dag_run, origin):
     tasks = dag_run["tasks"]
     assert dag_run["state"] == "success", dag_run["log"][-6000:]
@@ -203,6 +221,7 @@ def product_photo(seed: int) -> bytes:
     return buffer.getvalue()
 
 
+@pytest.mark.slow
 def test_a_third_clone_applies_and_serves_the_best_experiment(dag_run, third_clone):
     from rakuten_mm.models.predictor import ProductClassifier
 

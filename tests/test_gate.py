@@ -102,6 +102,7 @@ def test_the_repository_gate_reads_the_evaluate_metrics_and_holds_its_tolerance(
     run(["git", "commit", "-qm", "baseline"], tmp_path)
     baseline = metrics
     for section in gate["metric"].split("."):
+        assert section in baseline, f"params gate.metric {gate['metric']} is not in the committed {metrics_file}"
         baseline = baseline[section]
     set_dotted(metrics, gate["metric"], baseline - drop_in_tolerances * gate["tolerance"])
     (tmp_path / metrics_file).write_text(json.dumps(metrics))

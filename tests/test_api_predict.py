@@ -150,7 +150,8 @@ def test_a_body_over_the_declared_limit_is_413_without_reading_it(small_api):
 
 
 def test_the_default_upload_limit_is_10_mib(api):
-    assert api.settings.max_upload_bytes == 10 * MIB
+    # Exactly 10 MiB gets past the size check (then is refused as no image); one byte more does not.
+    assert predict(api, b"\xff" * (10 * MIB)).status_code == 415
     assert predict(api, b"\xff" * (10 * MIB + 1)).status_code == 413
 
 
@@ -323,9 +324,15 @@ def test_predict_rate_limit_is_per_user_with_retry_after(tiny_pipeline, tmp_path
         assert response.status_code == 200
 
 
-def test_default_rate_limits():
-    defaults = Settings(_env_file=None)
-    assert defaults.predict_rate_limit == "10/minute" and defaults.token_rate_limit == "5/minute"
+def test_default_rate_limits_refuse_the_11th_prediction_and_the_6th_token_in_a_minute(tiny_pipeline, tmp_path):
+    repo, _ = tiny_pipeline
+    # The app as configured by default (the other tests raise the limits out of the way).
+    defaults = {name: Settings.model_fields[name].default for name in ("predict_rate_limit", "token_rate_limit")}
+    with running_api(repo, tmp_path, **defaults) as limited:
+        assert [predict(limited).status_code for _ in range(11)] == [200] * 10 + [429]
+        # predict() above took one token already.
+        credentials = {"username": limited.username, "password": limited.password}
+        assert [limited.client.post("/token", data=credentials).status_code for _ in range(5)] == [200] * 4 + [429]
 
 
 def test_metrics_cover_http_and_model(api):

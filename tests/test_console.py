@@ -489,6 +489,14 @@ def test_dvc_plots_show_renders_offline_in_the_browser(console, tiny_pipeline):
 
 
 def test_no_request_left_the_server_and_no_policy_was_violated(console):
+    # A visit of its own (signed-in console, Swagger UI, ReDoc), so that it checks something whichever
+    # tests ran before it; the requests of those tests are checked too.
+    page = console.signed_in("admin")
+    page.goto(f"{console.base_url}/docs")
+    expect(page.locator(".opblock-summary-path", has_text="/predict/batch")).to_be_visible()
+    page.goto(f"{console.base_url}/redoc")
+    expect(page.get_by_role("heading", name="Predict a batch: a JSON list of products or a CSV file")).to_be_attached()
+    page.close()
     base = urlsplit(console.base_url)
     outside = [url for url in console.requests
                if urlsplit(url).scheme not in ("blob", "data", "file") and urlsplit(url).netloc != base.netloc]

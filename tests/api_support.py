@@ -19,7 +19,6 @@ from rakuten_mm.serving.config import Settings
 from rakuten_mm.serving.main import create_app
 from rakuten_mm.serving.security import hash_password
 from rakuten_mm.serving.users import User, read_users_file, write_users_file
-from rakuten_mm.serving.versions import MODEL_FILES
 
 # bcrypt's cheapest cost: the tests check behaviour, not hashing strength.
 TEST_ROUNDS = 4
@@ -55,12 +54,11 @@ def add_users(path: Path, count: int = 1, prefix: str = "user", admin: bool = Fa
 
 def candidate_models(models_dir: Path, dest: Path, text_weight: float = 0.5) -> Path:
     """A copy of a models folder whose fusion weighs the text differently: a candidate with another version."""
-    for name in MODEL_FILES:
-        (dest / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(models_dir / name, dest / name)
+    # The whole folder: every member model the classifier loads (text, image, baseline), not a file list.
+    shutil.copytree(models_dir, dest, dirs_exist_ok=True)
     fusion_file = dest / "fusion" / "fusion.json"
     fusion = json.loads(fusion_file.read_text())
-    fusion.update(method="weighted", text_weight=text_weight)
+    fusion.update(method="weighted", weights={"text": text_weight, "image": 1.0 - text_weight}, fallback="text")
     fusion_file.write_text(json.dumps(fusion, indent=2))
     return dest
 

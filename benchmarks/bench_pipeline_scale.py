@@ -92,7 +92,7 @@ def run_scale(workdir: Path, scale: float, extra: list[str]) -> dict:
     params = yaml.safe_load((repo / "params.yaml").read_text())
     shutil.rmtree(repo, ignore_errors=True)
     return {"scale": scale, "sizes": params["import"]["sample"], "stages": stages, "throughput": throughput,
-            "test_f1_weighted": {m: metrics[m]["f1_weighted"] for m in ("text", "image", "fusion", "baseline")}}
+            "test_f1_weighted": {m: metrics["test"][m]["f1_weighted"] for m in ("text", "image", "fusion", "baseline")}}
 
 
 def machine() -> dict:

@@ -1,7 +1,7 @@
 """k-fold cross-validation of the whole pipeline on real products, with the pipeline's own stages.
 
     python benchmarks/bench_real_sample.py [DATA_DIR] [--folds 5] [--seed 0] [--set key=value ...]
-        [--workdir DIR] [--out benchmarks/results/real_sample]
+        [--params-file overrides.yaml] [--workdir DIR] [--out benchmarks/results/real_sample]
 
 DATA_DIR (default ../shared/rakuten-real-sample) is a folder in the challenge layout
 (X_train_update.csv, Y_train_CVw08PX.csv, image_train/). The repository is copied into a work
@@ -124,6 +124,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="params override")
+    parser.add_argument("--params-file", default=None, help="YAML of params overrides, applied before --set")
     parser.add_argument("--workdir", default=None, help="where the repository copy goes (default: a temp dir)")
     parser.add_argument("--out", default=str(REPO_ROOT / "benchmarks" / "results" / "real_sample"))
     return parser.parse_args()
@@ -136,6 +137,8 @@ def main() -> None:
     if not (data / "X_train_update.csv").is_file():
         raise SystemExit(f"{data}: no X_train_update.csv (a folder in the challenge layout is expected)")
     overrides = deep_merge(BENCH_OVERRIDES, {"import": {"source": "dir", "dir": {"path": str(data)}}})
+    if args.params_file:
+        overrides = deep_merge(yaml.safe_load(Path(args.params_file).read_text()), overrides)
     for assignment in args.set:
         overrides = deep_merge(overrides, dotted_override(assignment))
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="rakuten-real-"))

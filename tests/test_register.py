@@ -85,8 +85,10 @@ def test_run_holds_the_pipeline_metrics_params_and_provenance(tiny_pipeline, mlf
     run = rest(mlflow_server, "runs/get", run_id=first_version["run_id"])["run"]
     metrics = {entry["key"]: entry["value"] for entry in run["data"]["metrics"]}
     expected = json.loads((repo / "metrics/evaluate/metrics.json").read_text())
-    for model in ("text", "image", "fusion", "baseline"):
-        assert metrics[f"{model}.f1_weighted"] == pytest.approx(expected[model]["f1_weighted"], abs=1e-12)
+    for split in ("val", "test"):
+        for model in ("text", "image", "fusion", "baseline"):
+            key = f"{split}.{model}.f1_weighted"
+            assert metrics[key] == pytest.approx(expected[split][model]["f1_weighted"], abs=1e-12), key
     params = as_dict(run["data"]["params"])
     tiny = yaml.safe_load((repo / "params.yaml").read_text())
     assert params["train_text.model"] == tiny["train_text"]["model"]

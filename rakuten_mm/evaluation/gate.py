@@ -49,7 +49,7 @@ class GateResult:
 
 
 def metric_value(metrics: dict, dotted_name: str, source: str) -> float:
-    """The number at a dotted path (`fusion.f1_weighted`) in a metrics dict."""
+    """The number at a dotted path (`val.fusion.f1_weighted`) in a metrics dict."""
     value = metrics
     for key in dotted_name.split("."):
         if not isinstance(value, dict) or key not in value:

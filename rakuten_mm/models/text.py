@@ -18,6 +18,18 @@ def tfidf_vectorizer(name: str, **options) -> layers.TextVectorization:
     return layers.TextVectorization(standardize="strip_punctuation", output_mode="tf_idf", name=name, **options)
 
 
+def ignore_unknown_tokens(vectorizer: layers.TextVectorization) -> None:
+    """Give the out-of-vocabulary column of a tf-idf vectorizer an idf weight of 0."""
+    # Keras counts every unknown n-gram into column 0 with an average idf: on long descriptions
+    # that one column carries most of the vector's norm (over 90% for character n-grams on real
+    # products) and drowns what the known n-grams say once the vector is normalised.
+    store: dict = {}
+    vectorizer.save_own_variables(store)
+    idf = np.asarray(store["idf_weights"], dtype=np.float32).copy()
+    idf[0] = 0.0
+    vectorizer.set_vocabulary(vectorizer.get_vocabulary(), idf_weights=idf)
+
+
 def adapt_vectorizers(kind: str, train_texts: list[str], params: dict) -> list[layers.TextVectorization]:
     """Vectorizers fitted on the training texts: word (and character) tf-idf for tfidf, sequences otherwise."""
     if kind not in TEXT_MODELS:
@@ -36,6 +48,8 @@ def adapt_vectorizers(kind: str, train_texts: list[str], params: dict) -> list[l
     batches = tf.data.Dataset.from_tensor_slices(np.asarray(train_texts, dtype=object)).batch(2048)
     for vectorizer in vectorizers:
         vectorizer.adapt(batches)
+        if kind == "tfidf":
+            ignore_unknown_tokens(vectorizer)
     return vectorizers
 
 

@@ -7,9 +7,11 @@ from pathlib import Path
 import yaml
 
 MODEL_STAGES = ("train_text", "train_image", "train_fusion")
-MODEL_PARTS = ("text", "image", "fusion")
-MODEL_FILES = ("text/model.keras", "text/preprocessing.json", "image/model.keras",
-               "image/preprocessing.json", "fusion/fusion.json")
+MODEL_PARTS = ("text", "image", "baseline", "fusion")
+MODEL_FILES = ("text/model.keras", "text/preprocessing.json", "text/classes.json",
+               "image/model.keras", "image/preprocessing.json", "image/classes.json",
+               "baseline/model.skops", "baseline/preprocessing.json", "baseline/classes.json",
+               "fusion/fusion.json")
 # `dvc repro` writes the models to <repo>/models and their md5s to <repo>/dvc.lock.
 DVC_MODELS_FOLDER = "models"
 HASH_CHUNK_BYTES = 1 << 20
@@ -76,7 +78,7 @@ def lock_describing(models_dir: Path, default_dir: Path, default_lock: Path) -> 
 
 
 def files_outs(models_dir: Path) -> dict[str, str]:
-    """md5 of each part (text, image, fusion) over the bytes of its model files, keyed like dvc.lock's outs."""
+    """md5 of each part (text, image, baseline, fusion) over the bytes of its model files, keyed like dvc.lock's outs."""
     outs = {}
     for part in MODEL_PARTS:
         digest = hashlib.md5()

@@ -1,0 +1,61 @@
+"""Model files: the baseline loads without running code from the file; class mappings are checked."""
+
+import json
+
+import numpy as np
+import pytest
+import skops.io as sio
+from sklearn.linear_model import LogisticRegression
+from sklearn.svm import LinearSVC
+
+from rakuten_mm.categories import CODES
+from rakuten_mm.models.baseline import TemperatureCalibratedSVC, baseline_probabilities, build_baseline
+from rakuten_mm.models.classes import ClassMappingError, check_model_classes, write_classes
+from rakuten_mm.models.sklearn_files import UntrustedModelFileError, load_sklearn_model, save_sklearn_model
+
+TEXTS = np.array(["piscine ronde", "piscine tubulaire", "livre poche", "livre relié", "jouet bois",
+                  "jouet peluche"] * 4, dtype=object)
+LABELS = np.array([0, 0, 1, 1, 2, 2] * 4)
+PARAMS = {"word_ngrams": [1, 1], "char_ngrams": [3, 4], "min_df": 1, "max_features": 1000, "C": 1.0,
+          "calibration_folds": 3, "seed": 0}
+
+
+def test_the_baseline_round_trips_through_skops_byte_identically(tmp_path):
+    model = build_baseline(PARAMS).fit(TEXTS, LABELS)
+    save_sklearn_model(model, tmp_path / "a.skops")
+    save_sklearn_model(build_baseline(PARAMS).fit(TEXTS, LABELS), tmp_path / "b.skops")
+    assert (tmp_path / "a.skops").read_bytes() == (tmp_path / "b.skops").read_bytes()
+    loaded = load_sklearn_model(tmp_path / "a.skops")
+    probe = np.array(["piscine", "livre de poche"], dtype=object)
+    np.testing.assert_allclose(baseline_probabilities(loaded, probe, 27), baseline_probabilities(model, probe, 27))
+
+
+def test_a_file_holding_a_type_outside_the_trusted_list_is_refused(tmp_path):
+    # LogisticRegression is harmless, but not in the list: anything unexpected is refused, not loaded.
+    sio.dump({"model": LogisticRegression(), "svm": TemperatureCalibratedSVC()}, tmp_path / "other.skops")
+    sio.dump({"wrapped": LinearSVC(), "calibrated": TemperatureCalibratedSVC()}, tmp_path / "ok.skops")
+    assert set(load_sklearn_model(tmp_path / "ok.skops")) == {"wrapped", "calibrated"}
+    sio.dump({"fn": np.load}, tmp_path / "evil.skops")
+    with pytest.raises(UntrustedModelFileError, match="numpy"):
+        load_sklearn_model(tmp_path / "evil.skops")
+
+
+def test_calibrated_probabilities_follow_the_svm_and_sum_to_one():
+    model = build_baseline(PARAMS).fit(TEXTS, LABELS)
+    probabilities = baseline_probabilities(model, np.array(["piscine ronde", "jouet"], dtype=object), 27)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    assert probabilities.argmax(axis=1).tolist() == [0, 2]
+    # Classes never seen in training get exactly 0.
+    assert (probabilities[:, 3:] == 0).all()
+
+
+def test_a_model_saved_for_other_classes_is_a_clear_error(tmp_path):
+    write_classes(tmp_path)
+    check_model_classes(tmp_path)
+    shuffled = [CODES[1], CODES[0], *CODES[2:]]
+    (tmp_path / "classes.json").write_text(json.dumps({"prdtypecode": shuffled}))
+    with pytest.raises(ClassMappingError, match="trained for classes"):
+        check_model_classes(tmp_path)
+    (tmp_path / "classes.json").unlink()
+    with pytest.raises(ClassMappingError, match="no class mapping"):
+        check_model_classes(tmp_path)

@@ -25,6 +25,7 @@ from rakuten_mm.models.image import (
 from rakuten_mm.jsonfiles import write_json
 from rakuten_mm.models.classes import write_classes
 from rakuten_mm.models.determinism import set_determinism
+from rakuten_mm.models.device import device_summary
 from rakuten_mm.models.keras_files import save_keras_model
 from rakuten_mm.models.training import (
     array_batches, class_weights, fit_classifier, predict_probabilities, training_batch_size,
@@ -63,6 +64,7 @@ def main() -> None:
                                "Train the image model.")
     p, image = params["train_image"], params["image"]
     set_determinism(p["seed"])
+    device = device_summary(p["mixed_precision"])
     table = read_split_table(Path(args.dataset) / "labelled.csv")
     split = pd.read_csv(args.split, index_col="row")
     labels = table["label"].to_numpy(dtype=np.int32)
@@ -80,7 +82,8 @@ def main() -> None:
     probs = Path(args.probs)
     probs.mkdir(parents=True, exist_ok=True)
     with StageLive("train_image") as live:
-        live.log_params(p)
+        live.log_params({**p, **device, "effective_batch_size": batch_size})
+        live.log_metric("device/gpus", device["gpus"], plot=False)
         fit_classifier(model, batches["train"], batches["val"], labels[rows["val"]], p,
                        class_weights(labels[rows["train"]], N_CLASSES, p["class_weights"]),
                        [EpochLogger(live, len(rows["train"]))])

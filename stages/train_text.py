@@ -14,6 +14,7 @@ from rakuten_mm.features.text import model_input_texts
 from rakuten_mm.jsonfiles import write_json
 from rakuten_mm.models.classes import write_classes
 from rakuten_mm.models.determinism import set_determinism
+from rakuten_mm.models.device import device_summary
 from rakuten_mm.models.keras_files import save_keras_model
 from rakuten_mm.models.text import (
     adapt_vectorizers, assemble_text_model, build_featurizer, build_text_head, text_tensor, vectorize,
@@ -38,6 +39,7 @@ def main() -> None:
     params, args = start_stage("train_text", ["dataset", "split", "model", "probs"], "Train the text model.")
     p = params["train_text"]
     set_determinism(p["seed"])
+    device = device_summary(p["mixed_precision"])
     table = read_split_table(Path(args.dataset) / "labelled.csv")
     split = pd.read_csv(args.split, index_col="row")
     texts, labels = {}, {}
@@ -56,7 +58,8 @@ def main() -> None:
     probs = Path(args.probs)
     probs.mkdir(parents=True, exist_ok=True)
     with StageLive("train_text") as live:
-        live.log_params({**p, "effective_batch_size": batch_size})
+        live.log_params({**p, **device, "effective_batch_size": batch_size})
+        live.log_metric("device/gpus", device["gpus"], plot=False)
         fit_classifier(head, batches["train"], batches["val"], labels["val"], p,
                        class_weights(labels["train"], N_CLASSES, p["class_weights"]),
                        [EpochLogger(live, len(labels["train"]))])

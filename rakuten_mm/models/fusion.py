@@ -149,7 +149,8 @@ def fit_fusion(params: dict, probs: dict[str, np.ndarray], labels: np.ndarray) -
         raise ValueError(f"train_fusion.members {list(probs)}: none scores every row (add a text model)")
     best = max(candidates, key=member_f1.get)
     fused_f1 = cross_validated_f1(params, probs, labels, best)
-    selection = {"member_f1_weighted": member_f1, "fusion_cv_f1_weighted": fused_f1, "best_member": best}
+    selection = {"member_f1_weighted": member_f1, "fusion_cv_f1_weighted": fused_f1, "best_member": best,
+                 "method_fitted": params["method"]}
     # A tie serves the member too: the same answers for less work per request.
     if fused_f1 <= member_f1[best]:
         fusion = {"method": "member", "member": best}

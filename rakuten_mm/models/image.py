@@ -83,7 +83,7 @@ def build_image_model(params: dict, size: int, n_classes: int) -> keras.Model:
         trainable = params["weights"] == "none" or not params["freeze_backbone"]
         features = applications_backbone(name, params["weights"], size, trainable)(x)
     features = layers.Dropout(params["dropout"])(features)
-    outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(features)
+    outputs = layers.Dense(n_classes, activation="softmax", dtype="float32", name="probabilities")(features)
     return keras.Model(inputs, outputs, name=f"image_{name}")
 
 
@@ -100,7 +100,7 @@ def build_feature_head(n_features: int, params: dict, n_classes: int) -> keras.M
     x = layers.Dropout(params["dropout"])(inputs)
     if params["head_units"]:
         x = layers.Dropout(params["dropout"])(layers.Dense(params["head_units"], activation="relu")(x))
-    outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
+    outputs = layers.Dense(n_classes, activation="softmax", dtype="float32", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="image_head")
 
 

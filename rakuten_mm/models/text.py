@@ -100,7 +100,7 @@ def build_text_head(kind: str, params: dict, featurizer: keras.Model, n_classes:
         features = sequence_encoder(inputs, params, kind, vocabulary_size)
     hidden = layers.Dense(params["hidden_units"], activation="relu", name="hidden")(features)
     hidden = layers.Dropout(params["dropout"])(hidden)
-    outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(hidden)
+    outputs = layers.Dense(n_classes, activation="softmax", dtype="float32", name="probabilities")(hidden)
     return keras.Model(inputs, outputs, name=f"text_{kind}_head")
 
 

@@ -121,8 +121,11 @@ def commit_impossible_baseline(project: Path) -> None:
     metrics_file = project / gate.get("file", "metrics/evaluate/metrics.json")
     git(project, "checkout", "-q", "-b", IMPOSSIBLE_BRANCH)
     metrics = json.loads(metrics_file.read_text())
-    section, name = gate["metric"].rsplit(".", 1)
-    metrics[section][name] = 2.0
+    *sections, name = gate["metric"].split(".")  # e.g. val.fusion.f1_weighted
+    section = metrics
+    for key in sections:
+        section = section[key]
+    section[name] = 2.0
     metrics_file.write_text(json.dumps(metrics))
     git(project, "commit", "-qam", "impossible baseline")
     git(project, "checkout", "-q", "-")
@@ -294,6 +297,7 @@ def test_no_drift_skips_the_retraining(retrain, project, api, prediction_logs, r
 def test_failed_gate_rolls_nothing_out_and_restores_the_checkout(retrain, project, api, remote):
     checkout_before, served_before = model_files(project), model_files(served_folder(api))
     version_before, keys_before = served_version(api), bucket_keys(remote)
+    published_before = published_state(api, retrain.folder)
     report = retrain(require_drift=False, production_rev=IMPOSSIBLE_BRANCH)
     tasks = report["tasks"]
     assert tasks["dvc_repro"] == "success" and tasks["quality_gate"] == "failed", tasks
@@ -305,9 +309,24 @@ def test_failed_gate_rolls_nothing_out_and_restores_the_checkout(retrain, projec
     assert model_files(served_folder(api)) == served_before and served_version(api) == version_before
     # The checkout is back to the models its dvc.lock and the monitor's reference describe.
     assert model_files(project) == checkout_before
-    assert not Path(api[1]["RAKUTEN_API_ROLLOUT_FILE"]).exists()
-    assert not (retrain.folder / "releases").exists() and not (retrain.folder / "mlflow.db").exists()
+    # No rollout, release or registration (whatever earlier runs of the module left there).
+    assert published_state(api, retrain.folder) == published_before
     assert bucket_keys(remote) == keys_before
+
+
+def published_state(api, runs_folder: Path) -> tuple:
+    """The rollout file, the release folders and the MLflow registrations: what a passed gate publishes."""
+    rollout_file = Path(api[1]["RAKUTEN_API_ROLLOUT_FILE"])
+    releases = runs_folder / "releases"
+    return (rollout_file.read_text() if rollout_file.exists() else None,
+            sorted(path.name for path in releases.iterdir()) if releases.is_dir() else [],
+            registered_versions(runs_folder / "mlflow.db") if (runs_folder / "mlflow.db").exists() else [])
+
+
+def restore_checkout(project: Path, sha: str) -> None:
+    """Put the checkout back as in commit sha (the DAG's own restore): tracked files, then the outs they name."""
+    run(["git", "restore", f"--source={sha}", "--worktree", "--", "."], project)
+    run([sys.executable, "-m", "dvc", "checkout", "--force"], project)
 
 
 def registered_versions(tracking_db: Path, model_name: str = "rakuten-mm") -> list[dict]:
@@ -321,6 +340,18 @@ def registered_versions(tracking_db: Path, model_name: str = "rakuten-mm") -> li
 @pytest.mark.slow
 def test_drift_and_passed_gate_push_register_and_promote(retrain, project, api, prediction_logs, remote):
     version_before, keys_before = served_version(api), bucket_keys(remote)
+    # The other tests of this module need the checkout as the fixtures made it (params changed, not yet
+    # retrained; the reference the calm log was drawn from): put it back afterwards, whatever the order.
+    assert git(project, "status", "--porcelain", "--untracked-files=no") == ""  # committed: HEAD is the state
+    checkout = git(project, "rev-parse", "HEAD")
+    try:
+        check_release_run(retrain, project, api, prediction_logs, remote, version_before, keys_before)
+    finally:
+        restore_checkout(project, checkout)
+
+
+def check_release_run(retrain, project, api, prediction_logs, remote, version_before, keys_before) -> None:
+    """The DAG on drifted traffic: retrain, gate passed, pushed, registered, released and promoted."""
     report = retrain(require_drift=True, production_rev=PRODUCTION_TAG,
                      monitor_args=monitor_args(prediction_logs["drifted"], retrain.folder))
     tasks = report["tasks"]

@@ -1,0 +1,55 @@
+"""Every figure the README quotes comes from a file in the repository, and says the same."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+RESULTS = REPO_ROOT / "benchmarks" / "results"
+
+
+def section(title: str) -> str:
+    """The README text from a `## title` heading to the next `## ` heading."""
+    start = README.index(f"## {title}")
+    end = README.find("\n## ", start + 1)
+    return README[start:end if end > 0 else None]
+
+
+def table_rows(text: str) -> list[list[str]]:
+    """Cells of every markdown table row of a text, header and ruler rows left out."""
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")]
+            for line in text.splitlines() if line.startswith("|")]
+    return [row for row in rows if not set("".join(row)) <= set("-: ")][1:] if rows else []
+
+
+def test_the_results_table_is_evaluate_s_metrics():
+    metrics = json.loads((REPO_ROOT / "metrics/evaluate/metrics.json").read_text())
+    rows = {re.sub(r"[*`]", "", row[0]).split()[0]: row for row in table_rows(section("Results of the default run"))
+            if re.sub(r"[*`]", "", row[0]).split()[0] in metrics["test"]}
+    assert set(rows) == {"text", "image", "baseline", "fusion"}
+    for model, row in rows.items():
+        quoted = [float(re.sub(r"[*`]", "", cell)) for cell in row[-4:]]
+        expected = [metrics["val"][model]["f1_weighted"], metrics["test"][model]["accuracy"],
+                    metrics["test"][model]["f1_weighted"], metrics["test"][model]["f1_macro"]]
+        assert quoted == pytest.approx(expected, abs=0.0005), model
+
+
+def test_the_latency_quoted_is_the_committed_one():
+    latency = json.loads((REPO_ROOT / "metrics/latency.json").read_text())
+    match = re.search(r"batch 1: ([0-9.]+) ms per item, batch 64: ([0-9.]+) ms per item", README)
+    assert match, "the README should quote metrics/latency.json"
+    assert float(match.group(1)) == pytest.approx(latency["batch_1"]["per_item_ms_p50"], abs=0.05)
+    assert float(match.group(2)) == pytest.approx(latency["batch_64"]["per_item_ms_p50"], abs=0.005)
+
+
+@pytest.mark.parametrize("name", sorted(path.name for path in RESULTS.glob("*.md")))
+def test_benchmark_tables_are_quoted_as_written(name):
+    """A benchmark the README cites appears there with its results file's table rows, unchanged."""
+    if f"benchmarks/results/{name}" not in README and f"benchmarks/results/{name.removesuffix('.md')}" not in README:
+        pytest.skip(f"the README does not cite {name}")
+    rows = [line.strip() for line in (RESULTS / name).read_text().splitlines() if line.startswith("|")]
+    missing = [row for row in rows if row not in README]
+    assert not missing, f"README rows differ from {name}: {missing[:3]}"

@@ -9,10 +9,11 @@ AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
 
 .PHONY: run test setup clean-venv serve user
 
-$(STAMP): requirements.txt requirements-serve.txt requirements-dev.txt requirements-mlflow.txt
+$(STAMP): requirements.txt requirements-serve.txt requirements-dev.txt requirements-mlflow.txt requirements-encoder.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements-encoder.txt
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -15,9 +15,11 @@ ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c8
 FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1
 # Wheels only: every pinned package has a manylinux wheel, so the builder needs no compiler.
-COPY requirements-serve.txt /tmp/requirements-serve.txt
+COPY requirements-serve.txt requirements-encoder.txt /tmp/
+# requirements-encoder.txt without dependencies: it says why (tensorflow-text vs tensorflow-cpu).
 RUN python -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-cache-dir --only-binary=:all: -r /tmp/requirements-serve.txt
+    && /opt/venv/bin/pip install --no-cache-dir --only-binary=:all: -r /tmp/requirements-serve.txt \
+    && /opt/venv/bin/pip install --no-cache-dir --only-binary=:all: --no-deps -r /tmp/requirements-encoder.txt
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG APP_UID=10001

@@ -11,9 +11,10 @@ ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c8
 
 FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1
-COPY requirements.txt requirements-serve.txt /tmp/requirements/
+COPY requirements.txt requirements-serve.txt requirements-encoder.txt /tmp/requirements/
 RUN python -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements/requirements.txt
+    && /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements/requirements.txt \
+    && /opt/venv/bin/pip install --no-cache-dir --no-deps -r /tmp/requirements/requirements-encoder.txt
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG APP_UID=10001

@@ -1,9 +1,11 @@
 """Stage `train_text`: fit the Keras text classifier, save it and its val/test probabilities."""
 
 import logging
+import sys
 import time
 from pathlib import Path
 
+import keras
 import numpy as np
 import pandas as pd
 
@@ -15,6 +17,10 @@ from rakuten_mm.jsonfiles import write_json
 from rakuten_mm.models.classes import write_classes
 from rakuten_mm.models.determinism import set_determinism
 from rakuten_mm.models.device import device_summary
+from rakuten_mm.models.encoder import (
+    ENCODER_MODEL, PresetUnavailableError, build_encoder_head, build_text_encoder, load_text_model, string_batches,
+    uses_cached_embeddings,
+)
 from rakuten_mm.models.keras_files import save_keras_model
 from rakuten_mm.models.text import (
     adapt_vectorizers, assemble_text_model, build_featurizer, build_text_head, text_tensor, vectorize,
@@ -34,17 +40,8 @@ def texts_and_labels(table: pd.DataFrame, rows: np.ndarray, max_chars: int) -> t
     return model_input_texts(part["title"], part["description"], max_chars), part["label"].to_numpy(np.int32)
 
 
-def main() -> None:
-    """Train the text model, then save it and its validation and test probabilities."""
-    params, args = start_stage("train_text", ["dataset", "split", "model", "probs"], "Train the text model.")
-    p = params["train_text"]
-    set_determinism(p["seed"])
-    device = device_summary(p["mixed_precision"])
-    table = read_split_table(Path(args.dataset) / "labelled.csv")
-    split = pd.read_csv(args.split, index_col="row")
-    texts, labels = {}, {}
-    for name in SPLITS:
-        texts[name], labels[name] = texts_and_labels(table, rows_of(split, name), p["max_description_chars"])
+def vectorizer_training(p: dict, texts: dict, labels: dict) -> dict:
+    """tfidf, cnn, bilstm: the head to fit on vectors computed once, and the vectorizer served before it."""
     started = time.perf_counter()
     featurizer = build_featurizer(adapt_vectorizers(p["model"], texts["train"], p))
     # Vectorise once: string n-gram work per batch and epoch would dominate training time.
@@ -54,18 +51,80 @@ def main() -> None:
     batches = {name: array_batches(vectors[name], np.arange(len(labels[name])), labels[name], batch_size,
                                    shuffle_seed=p["seed"] if name == "train" else None) for name in ("train", "val")}
     head = build_text_head(p["model"], p, featurizer, N_CLASSES)
-    head.summary(print_fn=log.info)
+    return {"fitted": head, "featurizer": featurizer, "batches": batches, "params": p, "batch_size": batch_size}
+
+
+def encoder_training(p: dict, texts: dict, labels: dict, rows: dict, args) -> dict:
+    """encoder: a head on the text_features stage's embeddings (frozen), or the whole encoder (fine-tuned)."""
+    settings = p["encoder"]
+    if uses_cached_embeddings(p):
+        if not (args.features and args.encoder):
+            raise SystemExit("train_text.model=encoder with trainable: false reads the text_features stage's "
+                             "outputs: pass --features and --encoder (see dvc.yaml)")
+        embeddings = np.load(Path(args.features) / "labelled.npy", mmap_mode="r")
+        batch_size = training_batch_size(len(labels["train"]), p)
+        batches = {name: array_batches(embeddings, rows[name], labels[name], batch_size,
+                                       shuffle_seed=p["seed"] if name == "train" else None) for name in SPLITS}
+        return {"fitted": build_encoder_head(embeddings.shape[1], p, N_CLASSES), "batches": batches,
+                "featurizer": load_text_model(Path(args.encoder) / "encoder.keras"), "params": p,
+                "batch_size": batch_size, "cached_embeddings": True}
+    featurizer = build_text_encoder(settings["preset"], settings["sequence_length"], trainable=True)
+    model = assemble_text_model(featurizer, build_encoder_head(featurizer.output.shape[-1], p, N_CLASSES))
+    batch_size = training_batch_size(len(labels["train"]), {**p, "batch_size": settings["batch_size"]})
+    batches = {name: string_batches(texts[name], labels[name], batch_size, p["seed"] if name == "train" else None)
+               for name in ("train", "val")}
+    # Fine-tuning a pretrained backbone takes far smaller steps than a head trained from scratch.
+    return {"fitted": model, "featurizer": None, "batches": batches,
+            "params": {**p, "learning_rate": settings["learning_rate"]}, "batch_size": batch_size}
+
+
+def served_model(parts: dict) -> keras.Model:
+    """Raw strings to probabilities: the featurizer then the fitted head, or the fitted model itself."""
+    if parts["featurizer"] is None:
+        return parts["fitted"]
+    return assemble_text_model(parts["featurizer"], parts["fitted"])
+
+
+def split_probabilities(parts: dict, model: keras.Model, texts: list[str], name: str) -> np.ndarray:
+    """A split's probabilities: the head on cached embeddings (frozen encoder), else the model on raw strings."""
+    # For a frozen encoder, a second pass of the backbone over val and test would be most of the
+    # stage's time; the head on the cached embeddings gives the served model's numbers.
+    if parts.get("cached_embeddings"):
+        return predict_probabilities(parts["fitted"], parts["batches"][name])
+    return predict_probabilities(model, text_tensor(texts), parts["batch_size"])
+
+
+def main() -> None:
+    """Train the text model, then save it and its validation and test probabilities."""
+    params, args = start_stage("train_text", ["dataset", "split", "model", "probs"], "Train the text model.",
+                               optional_paths=("features", "encoder"))
+    p = params["train_text"]
+    set_determinism(p["seed"])
+    device = device_summary(p["mixed_precision"])
+    table = read_split_table(Path(args.dataset) / "labelled.csv")
+    split = pd.read_csv(args.split, index_col="row")
+    rows = {name: rows_of(split, name) for name in SPLITS}
+    texts, labels = {}, {}
+    for name in SPLITS:
+        texts[name], labels[name] = texts_and_labels(table, rows[name], p["max_description_chars"])
+    try:
+        parts = (encoder_training(p, texts, labels, rows, args) if p["model"] == ENCODER_MODEL
+                 else vectorizer_training(p, texts, labels))
+    except PresetUnavailableError as error:
+        log.error("%s", error)
+        sys.exit(1)
+    parts["fitted"].summary(print_fn=log.info)
     probs = Path(args.probs)
     probs.mkdir(parents=True, exist_ok=True)
     with StageLive("train_text") as live:
-        live.log_params({**p, **device, "effective_batch_size": batch_size})
+        live.log_params({**p, **device, "effective_batch_size": parts["batch_size"]})
         live.log_metric("device/gpus", device["gpus"], plot=False)
-        fit_classifier(head, batches["train"], batches["val"], labels["val"], p,
-                       class_weights(labels["train"], N_CLASSES, p["class_weights"]),
+        fit_classifier(parts["fitted"], parts["batches"]["train"], parts["batches"]["val"], labels["val"],
+                       parts["params"], class_weights(labels["train"], N_CLASSES, p["class_weights"]),
                        [EpochLogger(live, len(labels["train"]))])
-        model = assemble_text_model(featurizer, head)
+        model = served_model(parts)
         for name in ("val", "test"):
-            proba = predict_probabilities(model, text_tensor(texts[name]), p["batch_size"])
+            proba = split_probabilities(parts, model, texts[name], name)
             np.save(probs / f"{name}.npy", proba)
             log_split_scores(live, name, labels[name], proba.argmax(1))
     save_keras_model(model, Path(args.model) / "model.keras")

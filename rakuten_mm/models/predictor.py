@@ -15,6 +15,7 @@ from rakuten_mm.features.text import clean_text, model_input_texts
 from rakuten_mm.jsonfiles import read_json
 from rakuten_mm.models.baseline import baseline_probabilities
 from rakuten_mm.models.classes import check_classes, check_model_classes
+from rakuten_mm.models.encoder import load_text_model
 from rakuten_mm.models.fusion import apply_fusion, members_used
 from rakuten_mm.models.image import blank_image_probabilities
 from rakuten_mm.models.sklearn_files import load_sklearn_model
@@ -81,7 +82,7 @@ class ProductClassifier:
         self.text_config = read_json(models_dir / "text" / "preprocessing.json")
         if "text" in self.members:
             # Traced once here; evaluate and the API both go through these same graphs.
-            self.text_model = keras.models.load_model(models_dir / "text" / "model.keras")
+            self.text_model = load_text_model(models_dir / "text" / "model.keras")
             self.text_forward = compile_forward(self.text_model)
         if "image" in self.members:
             self.image_model = keras.models.load_model(models_dir / "image" / "model.keras")

@@ -14,7 +14,7 @@ from rakuten_mm.data.dataset import read_split_table, rows_of
 from rakuten_mm.evaluation.live import StageLive, log_split_scores
 from rakuten_mm.features.text import model_input_texts
 from rakuten_mm.jsonfiles import write_json
-from rakuten_mm.models.baseline import baseline_probabilities, build_baseline
+from rakuten_mm.models.baseline import baseline_probabilities, build_baseline, forget_stop_words
 from rakuten_mm.models.classes import write_classes
 from rakuten_mm.models.sklearn_files import save_sklearn_model
 from rakuten_mm.stage import start_stage
@@ -32,7 +32,7 @@ def main() -> None:
                        dtype=object)
     labels = table["label"].to_numpy()
     train = rows_of(split, "train")
-    baseline = build_baseline(p).fit(texts[train], labels[train])
+    baseline = forget_stop_words(build_baseline(p).fit(texts[train], labels[train]))
     out = Path(args.probs)
     out.mkdir(parents=True, exist_ok=True)
     with StageLive("train_baseline") as live:

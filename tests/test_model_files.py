@@ -1,6 +1,9 @@
 """Model files: the baseline loads without running code from the file; class mappings are checked."""
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -8,6 +11,7 @@ import skops.io as sio
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
 
+from pipeline_utils import REPO_ROOT
 from rakuten_mm.categories import CODES
 from rakuten_mm.models.baseline import TemperatureCalibratedSVC, baseline_probabilities, build_baseline
 from rakuten_mm.models.classes import ClassMappingError, check_model_classes, write_classes
@@ -20,11 +24,29 @@ PARAMS = {"word_ngrams": [1, 1], "char_ngrams": [3, 4], "min_df": 1, "max_featur
           "calibration_folds": 3, "seed": 0}
 
 
-def test_the_baseline_round_trips_through_skops_byte_identically(tmp_path):
+SAVE_SCRIPT = """
+import sys
+import numpy as np
+from rakuten_mm.models.baseline import build_baseline, forget_stop_words
+from rakuten_mm.models.sklearn_files import save_sklearn_model
+texts = np.array({texts!r}, dtype=object)
+model = forget_stop_words(build_baseline({params!r}).fit(texts, np.array({labels!r})))
+save_sklearn_model(model, sys.argv[1])
+"""
+
+
+def test_the_baseline_saves_byte_identically_across_processes(tmp_path):
+    # Two processes with other string hash seeds and memory addresses: what a rerun of the stage sees.
+    script = SAVE_SCRIPT.format(texts=TEXTS.tolist(), params={**PARAMS, "min_df": 2}, labels=LABELS.tolist())
+    for name, seed in (("a", "1"), ("b", "2")):
+        subprocess.run([sys.executable, "-c", script, str(tmp_path / f"{name}.skops")], cwd=REPO_ROOT, check=True,
+                       env={**os.environ, "PYTHONHASHSEED": seed}, timeout=120)
+    assert (tmp_path / "a.skops").read_bytes() == (tmp_path / "b.skops").read_bytes()
+
+
+def test_the_baseline_round_trips_through_skops(tmp_path):
     model = build_baseline(PARAMS).fit(TEXTS, LABELS)
     save_sklearn_model(model, tmp_path / "a.skops")
-    save_sklearn_model(build_baseline(PARAMS).fit(TEXTS, LABELS), tmp_path / "b.skops")
-    assert (tmp_path / "a.skops").read_bytes() == (tmp_path / "b.skops").read_bytes()
     loaded = load_sklearn_model(tmp_path / "a.skops")
     probe = np.array(["piscine", "livre de poche"], dtype=object)
     np.testing.assert_allclose(baseline_probabilities(loaded, probe, 27), baseline_probabilities(model, probe, 27))

@@ -76,6 +76,17 @@ def build_baseline(params: dict) -> Pipeline:
     return Pipeline([("tfidf", features), ("svm", svm)])
 
 
+def forget_stop_words(model: Pipeline) -> Pipeline:
+    """Drop what the vectorizers keep about stop words: unused to predict, and different at every run."""
+    # stop_words_ is a set, saved in the order of the per-process string hash seed (scikit-learn
+    # documents it as safe to delete); _stop_words_id is an id(), a memory address, only used to
+    # skip re-checking the stop words list, which is None here.
+    for _, vectorizer in model.named_steps["tfidf"].transformer_list:
+        vectorizer.stop_words_ = None
+        vars(vectorizer).pop("_stop_words_id", None)
+    return model
+
+
 def baseline_probabilities(model: Pipeline, texts, n_classes: int) -> np.ndarray:
     """Probabilities over all n_classes (classes absent from training get 0)."""
     probabilities = np.zeros((len(texts), n_classes), dtype=np.float32)

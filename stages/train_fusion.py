@@ -32,16 +32,17 @@ def main() -> None:
     selection = fusion["selection"]
     if fusion["method"] == "member":
         log.warning("the %s fusion (cross-validated F1 %.4f) does not beat the %s model alone (%.4f) on "
-                    "validation: serving %s alone", p["method"], selection["fusion_cv_f1_weighted"],
+                    "validation: serving %s alone", selection["method_fitted"], selection["fusion_cv_f1_weighted"],
                     fusion["member"], selection["member_f1_weighted"][fusion["member"]], fusion["member"])
     with StageLive("train_fusion") as live:
         live.log_params(p)
         for name, weight in fusion.get("weights", {}).items():
             live.log_metric(f"weight/{name}", weight, plot=False)
-        live.log_metric("val/fusion_cv_f1_weighted", selection["fusion_cv_f1_weighted"], plot=False)
+        for name, value in selection["candidates_cv_f1_weighted"].items():
+            live.log_metric(f"val_cv_f1_weighted/{name}", value, plot=False)
         live.log_metric("serves_single_member", int(fusion["method"] == "member"), plot=False)
         scores = log_split_scores(live, "val", labels, apply_fusion(fusion, probs).argmax(1))
-    log.info("fusion %s on validation: %s (serving %s)", p["method"], scores, fusion["method"])
+    log.info("fusion %s on validation: %s (serving %s)", selection["method_fitted"], scores, fusion["method"])
 
 
 if __name__ == "__main__":

@@ -26,18 +26,18 @@ def validation():
     return probs, labels, has_image
 
 
-PARAMS = {"weight_grid_step": 0.1, "stacking_C": 1.0, "seed": 0, "selection_folds": 5}
+PARAMS = {"weight_grid_step": 0.1, "weight_objective": "f1", "stacking_C": 1.0, "seed": 0, "selection_folds": 5}
 
 
 def accuracy(probs, labels):
     return float((probs.argmax(1) == labels).mean())
 
 
-@pytest.mark.parametrize("method", ["weighted", "stacking"])
+@pytest.mark.parametrize("method", ["weighted", "stacking", "auto"])
 def test_fusion_beats_each_member_when_errors_are_independent(validation, method):
     probs, labels, _ = validation
     fusion = fit_fusion({**PARAMS, "method": method}, probs, labels)
-    assert fusion["method"] == method
+    assert fusion["method"] == method if method != "auto" else fusion["method"] in ("weighted", "stacking")
     fused = apply_fusion(fusion, probs)
     assert np.isfinite(fused).all() and np.allclose(fused.sum(1), 1, atol=1e-4)
     best_member = max(accuracy(probs[name], labels) for name in ("text", "baseline"))
@@ -45,9 +45,10 @@ def test_fusion_beats_each_member_when_errors_are_independent(validation, method
     assert fusion["classes"] == list(CODES)
 
 
-def test_weighted_fusion_uses_the_other_members_where_a_member_has_no_prediction(validation):
+@pytest.mark.parametrize("objective", ["f1", "log_loss"])
+def test_weighted_fusion_uses_the_other_members_where_a_member_has_no_prediction(validation, objective):
     probs, labels, has_image = validation
-    fusion = fit_fusion({**PARAMS, "method": "weighted"}, probs, labels)
+    fusion = fit_fusion({**PARAMS, "method": "weighted", "weight_objective": objective}, probs, labels)
     weights = fusion["weights"]
     assert all(weights[name] > 0 for name in probs), weights
     fused = apply_fusion(fusion, probs)
@@ -76,6 +77,16 @@ def test_zero_weight_members_are_not_needed_to_predict():
     assert members_used(fusion) == ["baseline", "text"]
     probs = {"text": np.eye(3)[[0, 1]], "baseline": np.eye(3)[[0, 2]]}
     np.testing.assert_allclose(apply_fusion(fusion, probs), [[1, 0, 0], [0, 0.6, 0.4]])
+
+
+def test_auto_compares_every_method_on_held_out_validation_rows(validation):
+    probs, labels, _ = validation
+    fusion = fit_fusion({**PARAMS, "method": "auto"}, probs, labels)
+    scores = fusion["selection"]["candidates_cv_f1_weighted"]
+    assert set(scores) == {"weighted/f1", "weighted/log_loss", "stacking"}
+    # Each candidate's score is the one the same method alone reports.
+    alone = fit_fusion({**PARAMS, "method": "weighted", "weight_objective": "log_loss"}, probs, labels)
+    assert scores["weighted/log_loss"] == alone["selection"]["fusion_cv_f1_weighted"]
 
 
 def test_unknown_fusion_method_is_rejected(validation):

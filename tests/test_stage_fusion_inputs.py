@@ -29,7 +29,8 @@ def test_fusion_sees_validation_rows_only(tmp_path):
     probs, val_labels = validation_inputs(tmp_path, tmp_path / "split.csv", tmp_path, MEMBERS)
     val_rows = rows_of(pd.read_csv(tmp_path / "split.csv", index_col="row"), "val")
     np.testing.assert_array_equal(val_labels, labels[val_rows])
-    params = {"method": "stacking", "stacking_C": 1.0, "seed": 0, "weight_grid_step": 0.1, "selection_folds": 3}
+    params = {"method": "auto", "stacking_C": 1.0, "seed": 0, "weight_grid_step": 0.1, "weight_objective": "f1",
+              "selection_folds": 3}
     fitted = fit_fusion(params, probs, val_labels)
 
     # Scramble every train and test label: the fitted fusion must not move.

@@ -13,7 +13,8 @@ from sklearn.model_selection import KFold
 from rakuten_mm.categories import CODES
 from rakuten_mm.evaluation.metrics import weighted_f1
 
-FUSION_METHODS = ("weighted", "stacking")
+FUSION_METHODS = ("auto", "weighted", "stacking")
+WEIGHT_OBJECTIVES = ("f1", "log_loss")
 _EPS = 1e-7
 
 
@@ -54,14 +55,21 @@ def log_loss(probabilities: np.ndarray, labels: np.ndarray) -> float:
     return float(-np.log(probabilities[np.arange(len(labels)), labels] + _EPS).mean())
 
 
-def fit_weighted(probs: dict[str, np.ndarray], labels: np.ndarray, grid_step: float, fallback: str) -> dict:
-    """The grid weights with the lowest log-loss on the given (validation) rows."""
-    # Log-loss, not F1: on a few hundred validation rows F1 moves in steps of one product and
-    # picks weights by chance; the log-loss sees every probability. A useless member gets 0.
+def fit_weighted(probs: dict[str, np.ndarray], labels: np.ndarray, grid_step: float, fallback: str,
+                 objective: str) -> dict:
+    """The grid weights with the best weighted F1 (ties: lowest log-loss), or the lowest log-loss."""
+    # F1 is the challenge's metric but moves in steps of one product on a small validation split;
+    # the log-loss sees every probability. method: auto lets cross-validation choose between them.
+    if objective not in WEIGHT_OBJECTIVES:
+        raise ValueError(f"train_fusion.weight_objective must be one of {WEIGHT_OBJECTIVES}, got {objective!r}")
     names = list(probs)
     grid = simplex_grid(len(names), grid_step)
-    losses = [log_loss(weighted_average(probs, dict(zip(names, w)), fallback), labels) for w in grid]
-    best = grid[int(np.argmin(losses))]
+    scores = []
+    for weights in grid:
+        fused = weighted_average(probs, dict(zip(names, weights)), fallback)
+        loss = log_loss(fused, labels)
+        scores.append((weighted_f1(labels, fused.argmax(1)), -loss) if objective == "f1" else (-loss,))
+    best = grid[max(range(len(grid)), key=scores.__getitem__)]
     return {"method": "weighted", "weights": {name: float(w) for name, w in zip(names, best)}, "fallback": fallback}
 
 
@@ -121,12 +129,29 @@ def members_used(fusion: dict) -> list[str]:
 
 
 def fit_method(params: dict, probs: dict[str, np.ndarray], labels: np.ndarray, fallback: str) -> dict:
-    """Fit the fusion method named in params on (validation) probabilities."""
+    """Fit the (weighted or stacking) fusion described by params on (validation) probabilities."""
     if params["method"] == "weighted":
-        return fit_weighted(probs, labels, params["weight_grid_step"], fallback)
+        return fit_weighted(probs, labels, params["weight_grid_step"], fallback, params["weight_objective"])
     if params["method"] == "stacking":
         return fit_stacking(probs, labels, params["stacking_C"], params["seed"])
     raise ValueError(f"train_fusion.method must be one of {FUSION_METHODS}, got {params['method']!r}")
+
+
+def candidate_methods(params: dict) -> dict[str, dict]:
+    """The fusion settings to compare, by name: the one in params, or every one for method auto."""
+    if params["method"] == "auto":
+        settings = [{**params, "method": "weighted", "weight_objective": o} for o in WEIGHT_OBJECTIVES]
+        settings.append({**params, "method": "stacking"})
+    elif params["method"] in FUSION_METHODS:
+        settings = [params]
+    else:
+        raise ValueError(f"train_fusion.method must be one of {FUSION_METHODS}, got {params['method']!r}")
+    return {describe(s): s for s in settings}
+
+
+def describe(settings: dict) -> str:
+    """'weighted/f1', 'weighted/log_loss' or 'stacking'."""
+    return f"weighted/{settings['weight_objective']}" if settings["method"] == "weighted" else settings["method"]
 
 
 def cross_validated_f1(params: dict, probs: dict[str, np.ndarray], labels: np.ndarray, fallback: str) -> float:
@@ -140,18 +165,24 @@ def cross_validated_f1(params: dict, probs: dict[str, np.ndarray], labels: np.nd
 
 
 def fit_fusion(params: dict, probs: dict[str, np.ndarray], labels: np.ndarray) -> dict:
-    """Fit the fusion on validation rows; serve the best single member when the fusion does not beat it."""
+    """Fit the fusion on validation rows; serve the best single member when no fusion beats it.
+
+    Fusions and members are compared on rows they were not fitted on: k-fold cross-validation
+    over the validation rows for the fusions, the validation rows themselves for the members.
+    """
     member_f1 = {name: weighted_f1(labels, np.nan_to_num(p, nan=-1.0).argmax(1)) for name, p in probs.items()}
     candidates = full_coverage_members(probs)
     if not candidates:
         raise ValueError(f"train_fusion.members {list(probs)}: none scores every row (add a text model)")
     best = max(candidates, key=member_f1.get)
-    fused_f1 = cross_validated_f1(params, probs, labels, best)
-    selection = {"member_f1_weighted": member_f1, "fusion_cv_f1_weighted": fused_f1, "best_member": best,
-                 "method_fitted": params["method"]}
+    methods = candidate_methods(params)
+    cv_f1 = {name: cross_validated_f1(settings, probs, labels, best) for name, settings in methods.items()}
+    chosen = max(cv_f1, key=cv_f1.get)
+    selection = {"member_f1_weighted": member_f1, "best_member": best, "candidates_cv_f1_weighted": cv_f1,
+                 "fusion_cv_f1_weighted": cv_f1[chosen], "method_fitted": chosen}
     # A tie serves the member too: the same answers for less work per request.
-    if fused_f1 <= member_f1[best]:
+    if cv_f1[chosen] <= member_f1[best]:
         fusion = {"method": "member", "member": best}
     else:
-        fusion = fit_method(params, probs, labels, best)
+        fusion = fit_method(methods[chosen], probs, labels, best)
     return {**fusion, "classes": list(CODES), "selection": selection}

@@ -28,6 +28,7 @@ from mlflow.exceptions import MlflowException
 import rakuten_mm
 from rakuten_mm.categories import CODES
 from rakuten_mm.serving.versions import MODEL_PARTS, model_version, read_model_outs
+from rakuten_mm.tracking.nested import flatten
 from rakuten_mm.tracking.pyfunc_model import MODELS_ARTIFACT, SIGNATURE
 
 DEFAULT_MODEL_NAME = "rakuten-mm"
@@ -64,18 +65,6 @@ class PipelineFiles:
         if not path.exists():
             raise RegisterError(f"{path} not found: run `dvc repro` (up to evaluate) first")
         return path
-
-
-def flatten(tree: dict, prefix: str = "") -> dict:
-    """Nested dicts as one level with dotted keys ({"a": {"b": 1}} -> {"a.b": 1})."""
-    flat = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
 
 
 def numeric_metrics(metrics: dict) -> dict[str, float]:

@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from rakuten_mm.tracking.nested import flatten
 from rakuten_mm.tracking.sweeps import (DEFAULT_GIT_REMOTE, DEFAULT_METRIC, CommandError, dvc, plan,
                                         report_path)
 
@@ -32,18 +33,6 @@ class Experiment:
     rev: str
     params: dict
     metrics: dict
-
-
-def flatten(tree: dict, prefix: str = "") -> dict:
-    """{dotted.key: leaf} of a nested dict."""
-    flat = {}
-    for key, value in tree.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{dotted}."))
-        else:
-            flat[dotted] = value
-    return flat
 
 
 def split_metric(metric: str) -> tuple[str, str]:

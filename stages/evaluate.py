@@ -12,6 +12,7 @@ from rakuten_mm.evaluation.latency import per_item_latency_ms
 from rakuten_mm.evaluation.live import StageLive
 from rakuten_mm.evaluation.metrics import classification_scores, per_class_f1
 from rakuten_mm.jsonfiles import write_json
+from rakuten_mm.models.fusion import held_out_validation_predictions
 from rakuten_mm.models.predictor import MEMBERS, ProductClassifier
 from rakuten_mm.stage import start_stage
 
@@ -24,18 +25,28 @@ def predict_rows(classifier: ProductClassifier, table: pd.DataFrame, images: np.
     return classifier.predict_proba(part["title"], part["description"], images[rows], part["has_image"].to_numpy())
 
 
-def score_split(live: StageLive, split: str, labels: np.ndarray, probs: dict, has_image: np.ndarray) -> dict:
+def score_split(live: StageLive, split: str, labels: np.ndarray, predicted: dict, has_image: np.ndarray) -> dict:
     """Log accuracy and F1 of every member and of the fusion; the image model on rows with an image."""
     scores = {}
-    for name, proba in probs.items():
+    for name, classes in predicted.items():
         rows = has_image if name == "image" else np.ones(len(labels), dtype=bool)
-        scores["fusion" if name == "fused" else name] = classification_scores(labels[rows], proba[rows].argmax(1))
+        scores[name] = classification_scores(labels[rows], classes[rows])
     if "image" in scores:
         scores["image"]["coverage"] = float(has_image.mean())
     for model, values in scores.items():
         for metric, value in values.items():
             live.log_metric(f"{split}/{model}/{metric}", value, plot=False)
     return scores
+
+
+def predicted_classes(probs: dict, split: str, classifier: ProductClassifier, fusion_params: dict,
+                      labels: np.ndarray) -> dict:
+    """Each model's classes; on validation the fusion's come from folds it was not fitted on."""
+    predicted = {"fusion" if name == "fused" else name: proba.argmax(1) for name, proba in probs.items()}
+    if split == "val":
+        members = {name: probs[name] for name in fusion_params["members"]}
+        predicted["fusion"] = held_out_validation_predictions(classifier.fusion, fusion_params, members, labels)
+    return predicted
 
 
 def log_test_details(live: StageLive, labels: np.ndarray, fused: np.ndarray) -> None:
@@ -78,7 +89,8 @@ def main() -> None:
         for name in ("val", "test"):
             rows = rows_of(split, name)
             probs[name] = predict_rows(every_member, table, images, rows)
-            scores = score_split(live, name, labels[rows], probs[name], has_image[rows])
+            predicted = predicted_classes(probs[name], name, every_member, params["train_fusion"], labels[rows])
+            scores = score_split(live, name, labels[rows], predicted, has_image[rows])
             log.info("%s scores: %s", name, {k: round(v["f1_weighted"], 4) for k, v in scores.items()})
         test_rows = rows_of(split, "test")
         log_test_details(live, labels[test_rows], probs["test"]["fused"])

@@ -154,14 +154,31 @@ def describe(settings: dict) -> str:
     return f"weighted/{settings['weight_objective']}" if settings["method"] == "weighted" else settings["method"]
 
 
-def cross_validated_f1(params: dict, probs: dict[str, np.ndarray], labels: np.ndarray, fallback: str) -> float:
-    """Weighted F1 of the fusion on rows it was not fitted on (k folds of the validation rows)."""
+def cross_validated_predictions(params: dict, probs: dict[str, np.ndarray], labels: np.ndarray,
+                                fallback: str) -> np.ndarray:
+    """Each validation row's fused class from a fusion fitted on the other folds (k folds)."""
     predicted = np.empty(len(labels), dtype=int)
     folds = KFold(params["selection_folds"], shuffle=True, random_state=params["seed"])
     for fit_rows, held_out in folds.split(labels):
         fusion = fit_method(params, {n: p[fit_rows] for n, p in probs.items()}, labels[fit_rows], fallback)
         predicted[held_out] = apply_fusion(fusion, {n: p[held_out] for n, p in probs.items()}).argmax(1)
-    return weighted_f1(labels, predicted)
+    return predicted
+
+
+def cross_validated_f1(params: dict, probs: dict[str, np.ndarray], labels: np.ndarray, fallback: str) -> float:
+    """Weighted F1 of the fusion on rows it was not fitted on (k folds of the validation rows)."""
+    return weighted_f1(labels, cross_validated_predictions(params, probs, labels, fallback))
+
+
+def held_out_validation_predictions(fusion: dict, params: dict, probs: dict[str, np.ndarray],
+                                   labels: np.ndarray) -> np.ndarray:
+    """The served fusion's validation classes from rows it was not fitted on: an honest validation score."""
+    # The fusion is fitted on the validation rows: scored on them it would look perfect (stacking
+    # reaches 1.0), and sweeps or the gate choosing on that would pick the most over-fitted one.
+    if fusion["method"] == "member":
+        return np.asarray(probs[fusion["member"]]).argmax(1)
+    settings = candidate_methods(params)[fusion["selection"]["method_fitted"]]
+    return cross_validated_predictions(settings, probs, labels, fusion["selection"]["best_member"])
 
 
 def fit_fusion(params: dict, probs: dict[str, np.ndarray], labels: np.ndarray) -> dict:

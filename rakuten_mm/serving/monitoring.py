@@ -14,6 +14,8 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from prometheus_fastapi_instrumentator import Instrumentator
 
+from rakuten_mm.serving.versions import MODEL_PARTS
+
 log = logging.getLogger(__name__)
 # Model inference is milliseconds on CPU; the instrumentator's default buckets start at 100 ms.
 INFERENCE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -39,7 +41,7 @@ class ModelMetrics:
         # Gauges set to 1, not an Info: Info does not work in prometheus_client's multiprocess mode.
         self.model_info = Gauge(
             "rakuten_model_info", "1 per served model: version (md5 of its outs), variant and part md5s",
-            ["version", "variant", "text", "image", "fusion"], registry=registry, multiprocess_mode="max")
+            ["version", "variant", *MODEL_PARTS], registry=registry, multiprocess_mode="max")
         self.candidate_share = Gauge(
             "rakuten_model_candidate_share", "Share of products routed to the candidate model (0: none)",
             registry=registry, multiprocess_mode="mostrecent")
@@ -50,8 +52,8 @@ class ModelMetrics:
 
     def set_served(self, served: dict[str, tuple[str, dict[str, str]]], candidate_share: float) -> None:
         """Publish which models are served: {variant: (version, outs)}; models no longer served drop to 0."""
-        labels = {(version, variant, outs.get("models/text", ""), outs.get("models/image", ""),
-                   outs.get("models/fusion", "")) for variant, (version, outs) in served.items()}
+        labels = {(version, variant, *(outs.get(f"models/{part}", "") for part in MODEL_PARTS))
+                  for variant, (version, outs) in served.items()}
         for gone in self._info_labels - labels:
             self.model_info.labels(*gone).set(0)
             # Multiprocess mode cannot remove a series (it lives on in the worker's file): it stays at 0.

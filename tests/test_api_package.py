@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from api_support import product_jpeg, shared_classifier
+from api_support import product_jpeg
 from rakuten_mm.features.images import (
     ImageTooLargeError, UnreadableImageError, UnsupportedImageFormatError, decode_jpeg_scaled,
     preprocess_image_bytes,
 )
-from rakuten_mm.models.predictor import forward_in_chunks, predict_in_chunks
+from rakuten_mm.models.predictor import MEMBERS, ProductClassifier, forward_in_chunks, predict_in_chunks
 from rakuten_mm.models.text import text_tensor
 from rakuten_mm.serving.config import IMAGE_FORMATS
 
@@ -24,8 +24,9 @@ def encode(image: Image.Image, fmt: str) -> bytes:
 
 @pytest.fixture(scope="module")
 def classifier(tiny_pipeline):
+    """Every member loaded, whichever the tiny fusion serves: these tests check each member's path."""
     repo, _ = tiny_pipeline
-    return shared_classifier(repo / "models")
+    return ProductClassifier(repo / "models", members=list(MEMBERS))
 
 
 def test_traced_models_match_the_eager_keras_call(classifier):

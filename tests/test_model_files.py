@@ -81,3 +81,13 @@ def test_a_model_saved_for_other_classes_is_a_clear_error(tmp_path):
     (tmp_path / "classes.json").unlink()
     with pytest.raises(ClassMappingError, match="no class mapping"):
         check_model_classes(tmp_path)
+
+
+def test_a_class_with_a_single_training_row_is_still_learned_and_calibrated():
+    texts = np.concatenate([TEXTS, np.array(["chaussette bébé"], dtype=object)])
+    labels = np.concatenate([LABELS, [3]])
+    model = build_baseline(PARAMS).fit(texts, labels)
+    # The temperature comes from the classes that can be held out; the single row still trains the SVM.
+    assert model[-1].temperature_ != 1.0
+    probabilities = baseline_probabilities(model, np.array(["chaussette"], dtype=object), 27)
+    assert probabilities.argmax() == 3

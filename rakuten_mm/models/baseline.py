@@ -10,13 +10,11 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.svm import LinearSVC
 
 
-def calibration_folds(labels: np.ndarray, wanted: int) -> int:
-    """As many calibration folds as wanted, but no more than the rarest class has rows."""
-    smallest = int(np.bincount(labels)[np.unique(labels)].min())
-    if smallest < 2:
-        raise ValueError("train_baseline: every class needs at least 2 training rows to calibrate the SVM; "
-                         f"the rarest has {smallest}")
-    return min(wanted, smallest)
+def calibration_rows(labels: np.ndarray, wanted: int) -> tuple[np.ndarray, int]:
+    """Rows whose class has at least 2 training rows, and how many folds (≤ wanted) they allow."""
+    counts = np.bincount(labels)
+    rows = np.flatnonzero(counts[labels] >= 2)
+    return rows, int(min(wanted, counts[labels[rows]].min())) if len(rows) else 0
 
 
 def fit_temperature(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -45,12 +43,17 @@ class TemperatureCalibratedSVC(ClassifierMixin, BaseEstimator):
     def fit(self, features, labels):
         """Fit the SVM on all rows and the temperature on k-fold held-out scores."""
         labels = np.asarray(labels)
-        svm = LinearSVC(C=self.C, random_state=self.random_state)
-        folds = StratifiedKFold(calibration_folds(labels, self.folds), shuffle=True, random_state=self.random_state)
-        held_out = cross_val_predict(svm, features, labels, cv=folds, method="decision_function")
-        self.svm_ = svm.fit(features, labels)
+        self.svm_ = LinearSVC(C=self.C, random_state=self.random_state).fit(features, labels)
         self.classes_ = self.svm_.classes_
-        self.temperature_ = fit_temperature(held_out, np.searchsorted(self.classes_, labels))
+        # A class with a single training row cannot be held out: the temperature is fitted on the others.
+        rows, n_folds = calibration_rows(labels, self.folds)
+        self.temperature_ = 1.0
+        if n_folds >= 2 and len(np.unique(labels[rows])) > 2:
+            folds = StratifiedKFold(n_folds, shuffle=True, random_state=self.random_state)
+            held_out = cross_val_predict(LinearSVC(C=self.C, random_state=self.random_state), features[rows],
+                                         labels[rows], cv=folds, method="decision_function")
+            seen = np.unique(labels[rows])
+            self.temperature_ = fit_temperature(held_out, np.searchsorted(seen, labels[rows]))
         return self
 
     def predict_proba(self, features) -> np.ndarray:

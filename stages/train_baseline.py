@@ -32,7 +32,7 @@ def main() -> None:
                        dtype=object)
     labels = table["label"].to_numpy()
     train = rows_of(split, "train")
-    baseline = forget_stop_words(build_baseline(p).fit(texts[train], labels[train]))
+    baseline = build_baseline(p).fit(texts[train], labels[train])
     out = Path(args.probs)
     out.mkdir(parents=True, exist_ok=True)
     with StageLive("train_baseline") as live:
@@ -43,7 +43,8 @@ def main() -> None:
             np.save(out / f"{name}.npy", proba)
             scores = log_split_scores(live, name, labels[rows], proba.argmax(1))
             log.info("%s weighted F1 %.4f", name, scores["f1_weighted"])
-    save_sklearn_model(baseline, Path(args.model) / "model.skops")
+    # Last, after predicting: transform() writes the stop-word id back.
+    save_sklearn_model(forget_stop_words(baseline), Path(args.model) / "model.skops")
     write_classes(args.model)
     write_json({"max_description_chars": p["max_description_chars"]}, Path(args.model) / "preprocessing.json")
 

@@ -30,8 +30,9 @@ import numpy as np
 from rakuten_mm.models.baseline import build_baseline, forget_stop_words
 from rakuten_mm.models.sklearn_files import save_sklearn_model
 texts = np.array({texts!r}, dtype=object)
-model = forget_stop_words(build_baseline({params!r}).fit(texts, np.array({labels!r})))
-save_sklearn_model(model, sys.argv[1])
+model = build_baseline({params!r}).fit(texts, np.array({labels!r}))
+model.predict_proba(texts)  # as the stage does before saving: transform() stores an id() again
+save_sklearn_model(forget_stop_words(model), sys.argv[1])
 """
 
 

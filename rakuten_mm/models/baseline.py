@@ -83,7 +83,8 @@ def forget_stop_words(model: Pipeline) -> Pipeline:
     """Drop what the vectorizers keep about stop words: unused to predict, and different at every run."""
     # stop_words_ is a set, saved in the order of the per-process string hash seed (scikit-learn
     # documents it as safe to delete); _stop_words_id is an id(), a memory address, only used to
-    # skip re-checking the stop words list, which is None here.
+    # skip re-checking the stop words list, which is None here. Every transform() sets it again,
+    # so call this just before saving.
     for _, vectorizer in model.named_steps["tfidf"].transformer_list:
         vectorizer.stop_words_ = None
         vars(vectorizer).pop("_stop_words_id", None)

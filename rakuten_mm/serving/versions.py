@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-MODEL_STAGES = ("train_text", "train_image", "train_fusion")
+MODEL_STAGES = ("train_text", "train_image", "train_baseline", "train_fusion")
 MODEL_PARTS = ("text", "image", "baseline", "fusion")
 MODEL_FILES = ("text/model.keras", "text/preprocessing.json", "text/classes.json",
                "image/model.keras", "image/preprocessing.json", "image/classes.json",

@@ -40,7 +40,7 @@ MODEL_ARTIFACT_PATH = "model"
 PYFUNC_ENTRY = Path(__file__).with_name("pyfunc_entry.py")
 # Distributions the pyfunc model imports when it loads and predicts: pinned to the versions
 # installed here, so MLflow does not infer them (slow: it loads the model in a subprocess).
-INFERENCE_DISTRIBUTIONS = ("mlflow", "tensorflow-cpu", "keras", "numpy", "scipy", "scikit-learn",
+INFERENCE_DISTRIBUTIONS = ("mlflow", "tensorflow-cpu", "keras", "numpy", "scipy", "scikit-learn", "skops",
                            "pandas", "pillow", "tqdm")
 
 

@@ -6,7 +6,6 @@ the server's peak resident memory (VmHWM, reset through /proc/PID/clear_refs bef
 must not grow by 100 MB.
 """
 
-import io
 import os
 import secrets
 import subprocess
@@ -17,24 +16,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from PIL import Image, ImageDraw
 
 from api_support import add_users, product_jpeg
+from benchmarks.bench_api import one_bit_png
 from server_utils import background, free_port, wait_for_http
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MAX_SECONDS = 1.0
 MAX_RSS_GROWTH_MB = 100
-
-
-def one_bit_png(width: int, height: int, line: bool = True) -> bytes:
-    """A white 1-bit PNG (compresses to a few KB whatever its size), with a dark diagonal stroke."""
-    image = Image.new("1", (width, height), 1)
-    if line:
-        ImageDraw.Draw(image).line((0, 0, width - 1, height - 1), fill=0, width=max(1, min(width, height) // 20))
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG", optimize=True)
-    return buffer.getvalue()
 
 
 def memory_kb(pid: int) -> dict[str, int]:
@@ -100,7 +89,7 @@ def server(tiny_pipeline, tmp_path_factory) -> Iterator[Server]:
 
 @pytest.mark.parametrize("width, height", [(40_000, 1_000), (1, 40_000)], ids=["40000x1000", "1x40000"])
 def test_an_extreme_aspect_ratio_is_refused_fast_and_says_why(server, width, height):
-    image = one_bit_png(width, height, line=False)
+    image = one_bit_png(width, height, content=False)
     assert len(image) < 10_000  # a few KB on the wire
     response, seconds, growth_mb = server.predict_measured(image)
     assert response is not None, f"no answer within {MAX_SECONDS * 5} s"
@@ -112,7 +101,7 @@ def test_an_extreme_aspect_ratio_is_refused_fast_and_says_why(server, width, hei
 
 def test_a_wide_image_within_the_limits_is_shrunk_before_padding(server):
     # 10:1, 10 M pixels: accepted, but padding it at full size would allocate a 10,000² RGB canvas (300 MB).
-    image = one_bit_png(10_000, 1_000)
+    image = one_bit_png(10_000, 1_000, content=True)
     response, seconds, growth_mb = server.predict_measured(image)
     assert response is not None, f"no answer within {MAX_SECONDS * 5} s"
     assert response.status_code == 200, response.text

@@ -14,7 +14,7 @@ from rakuten_mm.data.dataset import read_split_table, rows_of
 from rakuten_mm.evaluation.live import StageLive, log_split_scores
 from rakuten_mm.features.text import model_input_texts
 from rakuten_mm.jsonfiles import write_json
-from rakuten_mm.models.baseline import baseline_probabilities, build_baseline, forget_stop_words
+from rakuten_mm.models.baseline import baseline_probabilities, build_baseline, compact_for_saving
 from rakuten_mm.models.classes import write_classes
 from rakuten_mm.models.sklearn_files import save_sklearn_model
 from rakuten_mm.stage import start_stage
@@ -44,7 +44,7 @@ def main() -> None:
             scores = log_split_scores(live, name, labels[rows], proba.argmax(1))
             log.info("%s weighted F1 %.4f", name, scores["f1_weighted"])
     # Last, after predicting: transform() writes the stop-word id back.
-    save_sklearn_model(forget_stop_words(baseline), Path(args.model) / "model.skops")
+    save_sklearn_model(compact_for_saving(baseline), Path(args.model) / "model.skops")
     write_classes(args.model)
     write_json({"max_description_chars": p["max_description_chars"]}, Path(args.model) / "preprocessing.json")
 

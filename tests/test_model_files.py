@@ -27,12 +27,12 @@ PARAMS = {"word_ngrams": [1, 1], "char_ngrams": [3, 4], "min_df": 1, "max_featur
 SAVE_SCRIPT = """
 import sys
 import numpy as np
-from rakuten_mm.models.baseline import build_baseline, forget_stop_words
+from rakuten_mm.models.baseline import build_baseline, compact_for_saving
 from rakuten_mm.models.sklearn_files import save_sklearn_model
 texts = np.array({texts!r}, dtype=object)
 model = build_baseline({params!r}).fit(texts, np.array({labels!r}))
 model.predict_proba(texts)  # as the stage does before saving: transform() stores an id() again
-save_sklearn_model(forget_stop_words(model), sys.argv[1])
+save_sklearn_model(compact_for_saving(model), sys.argv[1])
 """
 
 

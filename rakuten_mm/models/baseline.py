@@ -79,8 +79,8 @@ def build_baseline(params: dict) -> Pipeline:
     return Pipeline([("tfidf", features), ("svm", svm)])
 
 
-def forget_stop_words(model: Pipeline) -> Pipeline:
-    """Drop what the vectorizers keep about stop words: unused to predict, and different at every run."""
+def compact_for_saving(model: Pipeline) -> Pipeline:
+    """Drop the vectorizers' per-run stop-word state and make their vocabularies plain ints."""
     # stop_words_ is a set, saved in the order of the per-process string hash seed (scikit-learn
     # documents it as safe to delete); _stop_words_id is an id(), a memory address, only used to
     # skip re-checking the stop words list, which is None here. Every transform() sets it again,
@@ -88,6 +88,9 @@ def forget_stop_words(model: Pipeline) -> Pipeline:
     for _, vectorizer in model.named_steps["tfidf"].transformer_list:
         vectorizer.stop_words_ = None
         vars(vectorizer).pop("_stop_words_id", None)
+        # The vocabulary's indices are numpy ints: skops writes each one as an array file of its
+        # own (15,805 files, 11 s to save, on the tiny pipeline) where Python ints go in its JSON.
+        vectorizer.vocabulary_ = {term: int(index) for term, index in vectorizer.vocabulary_.items()}
     return model
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 
 from rakuten_mm.categories import N_CLASSES
 from rakuten_mm.data.dataset import load_images, read_split_table, rows_of
-from rakuten_mm.evaluation.live import EpochLogger, StageLive, log_split_scores
+from rakuten_mm.evaluation.live import StageLive, log_split_scores
 from rakuten_mm.models.image import (
     PretrainedWeightsUnavailableError,
     blank_image_probabilities,
@@ -28,7 +28,7 @@ from rakuten_mm.models.determinism import set_determinism
 from rakuten_mm.models.device import device_summary
 from rakuten_mm.models.keras_files import save_keras_model
 from rakuten_mm.models.training import (
-    array_batches, class_weights, fit_classifier, predict_probabilities, training_batch_size,
+    EpochLogger, array_batches, class_weights, fit_classifier, predict_probabilities, training_batch_size,
 )
 from rakuten_mm.stage import start_stage
 

@@ -11,7 +11,7 @@ import pandas as pd
 
 from rakuten_mm.categories import N_CLASSES
 from rakuten_mm.data.dataset import read_split_table, rows_of
-from rakuten_mm.evaluation.live import EpochLogger, StageLive, log_split_scores
+from rakuten_mm.evaluation.live import StageLive, log_split_scores
 from rakuten_mm.features.text import model_input_texts
 from rakuten_mm.jsonfiles import write_json
 from rakuten_mm.models.classes import write_classes
@@ -26,7 +26,7 @@ from rakuten_mm.models.text import (
     adapt_vectorizers, assemble_text_model, build_featurizer, build_text_head, text_tensor, vectorize,
 )
 from rakuten_mm.models.training import (
-    array_batches, class_weights, fit_classifier, predict_probabilities, training_batch_size,
+    EpochLogger, array_batches, class_weights, fit_classifier, predict_probabilities, training_batch_size,
 )
 from rakuten_mm.stage import start_stage
 

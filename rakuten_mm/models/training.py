@@ -1,10 +1,12 @@
-"""Fitting Keras classifiers: class weights, batched inputs from memory-mapped arrays, early stopping on F1."""
+"""Fitting Keras classifiers: class weights, batched inputs from memory-mapped arrays, early stopping on F1, epoch logs."""
 
 import itertools
+import time
 
 import keras
 import numpy as np
 import tensorflow as tf
+from dvclive import Live
 from scipy import sparse
 
 from rakuten_mm.evaluation.metrics import weighted_f1
@@ -64,6 +66,36 @@ def training_batch_size(n_rows: int, params: dict) -> int:
     # On a few hundred rows a batch of 256 is one or two optimizer steps per epoch: the budget
     # would run out long before the model fits, whatever the number of epochs.
     return max(1, min(params["batch_size"], n_rows // max(params.get("min_steps_per_epoch", 1), 1)))
+
+
+class EpochLogger(keras.callbacks.Callback):
+    """Log every Keras epoch metric and the training throughput to dvclive, one step per epoch."""
+
+    def __init__(self, live: Live, train_samples: int):
+        super().__init__()
+        self.live = live
+        self.train_samples = train_samples
+        self.epoch_started = 0.0
+        self.rates: list[float] = []
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        """Start the epoch's clock."""
+        self.epoch_started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        """One dvclive step per epoch: loss, accuracy, their validation twins, samples/s."""
+        # The clock includes the validation pass: samples/s is what a whole epoch costs.
+        rate = self.train_samples / max(time.perf_counter() - self.epoch_started, 1e-9)
+        self.rates.append(rate)
+        for name, value in (logs or {}).items():
+            self.live.log_metric(f"train/{name}", float(value))
+        self.live.log_metric("train/samples_per_second", rate)
+        self.live.next_step()
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        """The median epoch throughput, as a summary metric comparable across runs."""
+        if self.rates:
+            self.live.log_metric("throughput/train_samples_per_second", float(np.median(self.rates)), plot=False)
 
 
 class ValidationF1(keras.callbacks.Callback):

@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
+from sklearn.metrics import f1_score
 
-from rakuten_mm.evaluation.metrics import classification_scores, per_class_f1
 from rakuten_mm.categories import CODES
+from rakuten_mm.evaluation.metrics import classification_scores, per_class_f1, weighted_f1
 from rakuten_mm.models.fusion import apply_fusion, fit_fusion, members_used
 
 
@@ -110,3 +111,14 @@ def test_scores_on_a_known_case():
     assert scores["f1_macro"] == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
     assert scores["f1_weighted"] == pytest.approx(scores["f1_macro"])
     assert per_class_f1(y_true, y_pred, [10, 40, 50]) == pytest.approx({"10": 0.8, "40": 0.5, "50": 2 / 3})
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_weighted_f1_equals_scikit_learn_s(seed):
+    rng = np.random.default_rng(seed)
+    # Codes, not indices: some classes only predicted, some never predicted, some rare.
+    y_true = rng.choice([10, 40, 50, 60, 1280, 2905], size=300, p=[0.4, 0.3, 0.2, 0.05, 0.04, 0.01])
+    y_pred = np.where(rng.random(300) < 0.6, y_true, rng.choice([10, 40, 2583, 2905], size=300))
+    expected = f1_score(y_true, y_pred, average="weighted", zero_division=0)
+    assert weighted_f1(y_true, y_pred) == pytest.approx(expected, abs=1e-12)
+    assert weighted_f1(y_true, y_true) == 1.0 and weighted_f1(y_true[:0], y_pred[:0]) == 0.0

@@ -1,10 +1,13 @@
 import numpy as np
 import pytest
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from rakuten_mm.categories import CODES
 from rakuten_mm.evaluation.metrics import classification_scores, per_class_f1, weighted_f1
-from rakuten_mm.models.fusion import apply_fusion, fit_fusion, members_used
+from rakuten_mm.models.fusion import apply_fusion, fit_fusion, fit_stacking, members_used, stacking_features
 
 
 def noisy_probabilities(labels, n_classes, strength, rng):
@@ -122,3 +125,20 @@ def test_weighted_f1_equals_scikit_learn_s(seed):
     expected = f1_score(y_true, y_pred, average="weighted", zero_division=0)
     assert weighted_f1(y_true, y_pred) == pytest.approx(expected, abs=1e-12)
     assert weighted_f1(y_true, y_true) == 1.0 and weighted_f1(y_true[:0], y_pred[:0]) == 0.0
+
+
+@pytest.mark.parametrize("present", [[3, 20], [0, 4, 9, 13, 26]])
+def test_stacking_serves_scaled_logistic_regression_probabilities(present):
+    rng = np.random.default_rng(len(present))
+    labels = rng.choice(present, size=300)
+    image = noisy_probabilities(labels, 27, 1.0, rng)
+    image[rng.random(300) < 0.2] = np.nan
+    probs = {"text": noisy_probabilities(labels, 27, 1.5, rng), "image": image}
+    fused = apply_fusion(fit_stacking(probs, labels, C=0.5, seed=0), probs)
+    # The same model fitted by scikit-learn alone: a scaler, then the regression, on the same columns.
+    reference = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=2000, random_state=0))
+    features = stacking_features(probs, ["text", "image"])
+    expected = reference.fit(features, labels).predict_proba(features)
+    np.testing.assert_allclose(fused[:, present], expected, atol=2e-4)
+    # Classes the validation rows never showed are never predicted.
+    assert fused[:, np.setdiff1d(np.arange(27), present)].max() < 1e-6

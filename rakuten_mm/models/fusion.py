@@ -9,6 +9,7 @@ import itertools
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import KFold
+from threadpoolctl import threadpool_limits
 
 from rakuten_mm.categories import CODES
 from rakuten_mm.evaluation.metrics import weighted_f1
@@ -84,18 +85,28 @@ def stacking_features(probs: dict[str, np.ndarray], members: list[str]) -> np.nd
 
 
 def fit_stacking(probs: dict[str, np.ndarray], labels: np.ndarray, C: float, seed: int) -> dict:
-    """Multinomial logistic regression on every member's log-probabilities."""
+    """Multinomial logistic regression on every member's log-probabilities, standardised while fitting."""
     members, n_classes = list(probs), len(CODES)
     if len(np.unique(labels)) < 2:
         raise ValueError("stacking needs validation rows from at least two classes")
+    features = stacking_features(probs, members)
+    # Log-probabilities down to -16 beside 0/1 columns: unscaled, lbfgs took ~750 iterations and
+    # stopped where float rounding (even the BLAS thread count) moved the coefficients; scaled, ~70.
+    mean, scale = features.mean(axis=0), features.std(axis=0)
+    scale[scale == 0] = 1.0
     model = LogisticRegression(C=C, max_iter=2000, random_state=seed)
-    model.fit(stacking_features(probs, members), labels)
+    # ~100 columns: BLAS threads only add hand-offs (20× slower on 480 rows with 2 threads on 2 cores).
+    with threadpool_limits(limits=1, user_api="blas"):
+        model.fit((features - mean) / scale, labels)
+    # The same logits from unscaled features, so that serving is one matrix product.
+    weights = model.coef_ / scale
+    biases = model.intercept_ - weights @ mean
+    if len(model.classes_) == 2:  # scikit-learn keeps one row for two classes
+        weights, biases = np.vstack([-weights, weights]) / 2, np.concatenate([-biases, biases]) / 2
     # A class absent from the validation rows keeps a huge negative bias: never predicted.
-    coef = np.zeros((n_classes, model.coef_.shape[1]))
+    coef = np.zeros((n_classes, features.shape[1]))
     intercept = np.full(n_classes, -1e4)
-    coef[model.classes_] = model.coef_ if len(model.classes_) > 2 else np.vstack([-model.coef_, model.coef_]) / 2
-    intercept[model.classes_] = (model.intercept_ if len(model.classes_) > 2
-                                 else np.array([-model.intercept_[0], model.intercept_[0]]) / 2)
+    coef[model.classes_], intercept[model.classes_] = weights, biases
     return {"method": "stacking", "members": members, "coef": coef.tolist(), "intercept": intercept.tolist(), "C": C}
 
 

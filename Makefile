@@ -22,8 +22,12 @@ setup: $(STAMP)
 run: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" dvc repro
 
+# Test files are shared out whole between TEST_PROCESSES pytest-xdist workers (module fixtures
+# such as a server or a sweep run once), in collection order: tests/conftest.py puts the files with
+# slow tests first. `TEST_PROCESSES=0` runs everything in this one process.
+TEST_PROCESSES ?= 2
 test: $(STAMP) $(AIRFLOW_STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" python -m pytest -q
+	PATH="$(CURDIR)/$(BIN):$$PATH" python -m pytest -q -n $(TEST_PROCESSES) --dist loadfile --no-loadscope-reorder
 
 # The prediction API on the models `make run` trained (settings: .env, see .env.example).
 # The JSON request log replaces uvicorn's access log; forwarded headers are the app's business

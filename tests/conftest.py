@@ -1,9 +1,11 @@
-"""Shared fixtures: the repository root and the optional real sample beside it."""
+"""Shared fixtures: the repository root, the optional real sample beside it, and the tiny pipeline."""
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from pipeline_utils import copy_repository, run
 
@@ -20,21 +22,40 @@ def real_sample() -> Path:
     return REAL_SAMPLE
 
 
+def run_root(tmp_path_factory) -> Path:
+    """The temporary folder of this whole pytest run: shared by its xdist workers, if any."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(scope="session")
 def tiny_pipeline(tmp_path_factory) -> tuple[Path, str]:
     """A temporary copy of the repository after a real `dvc repro` on tests/tiny_params.yaml.
 
-    Returns (repo path, the repro's output). Shared by every test that needs trained models.
+    Returns (repo path, the repro's output). Built once per pytest run, whichever xdist worker
+    asks first (the others wait for it), and shared read-only by every test that needs trained
+    models: a test that changes it works on a copy (`pipeline_utils.copy_checkout`).
     """
-    repo = copy_repository(tmp_path_factory.mktemp("pipeline"))
-    result = run(["dvc", "repro"], repo, timeout=900)
-    return repo, result.stdout + result.stderr
+    folder = run_root(tmp_path_factory) / "tiny-pipeline"
+    log = folder / "repro.log"
+    with FileLock(f"{folder}.lock"):
+        if not log.is_file():
+            shutil.rmtree(folder, ignore_errors=True)  # a build that failed in another worker
+            folder.mkdir()
+            result = run(["dvc", "repro"], copy_repository(folder / "repo"), timeout=900)
+            log.write_text(result.stdout + result.stderr)
+    return folder / "repo", log.read_text()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the real-sample tests (so CI can deselect them by name); run the retraining ones last."""
+    """Mark the real-sample tests (so that CI can deselect them by name); files with slow tests first.
+
+    `make test` hands whole files to its xdist workers in this order: the long files start first
+    instead of leaving one worker busy with them at the end.
+    """
     for item in items:
         if "real_sample" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.real_sample)
-    # A stable sort keeps every other test in its usual order.
-    items.sort(key=lambda item: item.get_closest_marker("changes_shared_pipeline") is not None)
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    # A stable sort keeps every file's tests in their usual order.
+    items.sort(key=lambda item: item.path not in slow_files)

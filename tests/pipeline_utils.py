@@ -63,3 +63,8 @@ def copy_repository(dest: Path, overrides: dict | None = None, tiny: bool = True
     run(["git", "add", "-A"], dest)
     run(["git", "commit", "-qm", "copy"], dest)
     return dest
+
+
+def copy_checkout(source: Path, dest: Path) -> Path:
+    """A copy of a checkout (git, DVC cache and outs included) that a test may change."""
+    return Path(shutil.copytree(source, dest, symlinks=True))

@@ -24,7 +24,7 @@ import yaml
 
 from api_support import add_users
 from monitoring_support import combined_shift, resampled_predictions, synthetic_profiles, write_prediction_log
-from pipeline_utils import GIT_IDENTITY, run
+from pipeline_utils import GIT_IDENTITY, copy_checkout, run
 from rakuten_mm.monitoring.sources import reference_predictions
 from rakuten_mm.serving.versions import identify_models
 from test_api_server import free_port, wait_until_up
@@ -141,7 +141,7 @@ def toggled_fusion(params: dict) -> None:
 def project(tiny_pipeline, tmp_path_factory) -> Path:
     """The tiny pipeline's checkout, committed and tagged `production`, then new params committed on top."""
     source, _ = tiny_pipeline
-    project = Path(shutil.copytree(source, tmp_path_factory.mktemp("retrain") / "project", symlinks=True))
+    project = copy_checkout(source, tmp_path_factory.mktemp("retrain") / "project")
     git(project, "add", "-A")
     git(project, "commit", "-qm", "production model")
     git(project, "tag", PRODUCTION_TAG)

@@ -10,6 +10,7 @@ import pytest
 from pipeline_utils import REPO_ROOT, TINY_PARAMS
 from rakuten_mm.data.synthetic import generate_sample
 
+pytestmark = pytest.mark.slow
 MODELS = ("text", "image", "baseline", "fusion")
 
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from sklearn.metrics import f1_score
 
-from pipeline_utils import run
+from pipeline_utils import copy_checkout, run
 from rakuten_mm.categories import CODES
 from rakuten_mm.models.predictor import ProductClassifier
 
@@ -105,8 +105,15 @@ def out_hashes(repo) -> dict[str, str]:
     return {out["path"]: out["md5"] for stage in lock["stages"].values() for out in stage.get("outs", [])}
 
 
-def test_a_forced_rerun_rewrites_every_out_byte_identically(tiny_pipeline):
-    repo, _ = tiny_pipeline
+@pytest.fixture(scope="module")
+def own_pipeline(tiny_pipeline, tmp_path_factory):
+    """A copy of the tiny pipeline for the tests that rerun it: the shared one is read by other workers."""
+    return copy_checkout(tiny_pipeline[0], tmp_path_factory.mktemp("rerun") / "repo")
+
+
+# In file order (xdist gives a whole file to one worker): the forced rerun, then two params changes.
+def test_a_forced_rerun_rewrites_every_out_byte_identically(own_pipeline):
+    repo = own_pipeline
     before = out_hashes(repo)
     result = run(["dvc", "repro", "--force"], repo, timeout=900)
     assert ran_stages(result.stdout) == STAGES
@@ -116,10 +123,8 @@ def test_a_forced_rerun_rewrites_every_out_byte_identically(tiny_pipeline):
     assert not changed, f"not reproducible: {changed}"
 
 
-# These two change the shared run's params: conftest runs them after every other test.
-@pytest.mark.changes_shared_pipeline
-def test_changing_fusion_method_reruns_only_fusion_and_evaluate(tiny_pipeline):
-    repo, _ = tiny_pipeline
+def test_changing_fusion_method_reruns_only_fusion_and_evaluate(own_pipeline):
+    repo = own_pipeline
     set_params(repo, train_fusion={"method": "stacking"})
     result = run(["dvc", "repro"], repo)
     assert ran_stages(result.stdout) == ["train_fusion", "evaluate"]
@@ -128,9 +133,8 @@ def test_changing_fusion_method_reruns_only_fusion_and_evaluate(tiny_pipeline):
     assert fusion["method"] in ("stacking", "member")
 
 
-@pytest.mark.changes_shared_pipeline
-def test_head_sweeps_on_frozen_features_reuse_features_and_data(tiny_pipeline):
-    repo, _ = tiny_pipeline
+def test_head_sweeps_on_frozen_features_reuse_features_and_data(own_pipeline):
+    repo = own_pipeline
     set_params(repo, train_image={"input": "features", "learning_rate": 0.01, "epochs": 3})
     assert ran_stages(run(["dvc", "repro"], repo).stdout) == ["train_image", "train_fusion", "evaluate"]
     # The served image model still takes pixels: the frozen extractor followed by the new head.

@@ -19,7 +19,7 @@ import boto3
 import pytest
 import yaml
 
-from pipeline_utils import run
+from pipeline_utils import copy_checkout, run
 from server_utils import free_port
 
 pytestmark = pytest.mark.slow
@@ -109,7 +109,7 @@ def delete_outs_and_cache(repo: Path, paths: list[str]) -> None:
 def repo_copy(tiny_pipeline, tmp_path) -> Path:
     """A copy of the tiny pipeline's repository (outs, cache, git history) to push from."""
     source, _ = tiny_pipeline
-    return Path(shutil.copytree(source, tmp_path / "repo", symlinks=True))
+    return copy_checkout(source, tmp_path / "repo")
 
 
 @pytest.fixture(autouse=True)

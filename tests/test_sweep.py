@@ -4,14 +4,13 @@ sweep queued on a copy of the tiny pipeline, reported on the validation metric."
 import csv
 import io
 import re
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from pipeline_utils import run
+from pipeline_utils import copy_checkout, run
 from rakuten_mm.tracking.sweep_report import split_metric
 from rakuten_mm.tracking.sweeps import DEFAULT_METRIC, combinations
 
@@ -33,7 +32,7 @@ def test_combinations_is_the_cross_product_in_file_order():
 
 @pytest.mark.slow
 def test_sweep_runs_every_combination_and_reports_the_best(tiny_pipeline, tmp_path):
-    repo = Path(shutil.copytree(tiny_pipeline[0], tmp_path / "repo", symlinks=True))
+    repo = copy_checkout(tiny_pipeline[0], tmp_path / "repo")
     # Experiments start from HEAD: commit the results so only the swept stages rerun.
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "tiny results"], repo)

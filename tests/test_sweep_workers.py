@@ -29,7 +29,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from pipeline_utils import GIT_IDENTITY, run
+from pipeline_utils import GIT_IDENTITY, copy_checkout, run
 from rakuten_mm.categories import CODES
 from rakuten_mm.tracking.sweep_report import split_metric
 from rakuten_mm.tracking.sweeps import DEFAULT_METRIC
@@ -78,7 +78,7 @@ def origin(tiny_pipeline, tmp_path_factory) -> dict:
     """The tiny pipeline's results and a sweep file committed and pushed to a bare repository (the git remote)."""
     tmp = tmp_path_factory.mktemp("sweep")
     source = tmp / "source"
-    run(["cp", "-a", str(tiny_pipeline[0]), str(source)], tmp)
+    copy_checkout(tiny_pipeline[0], source)
     (source / SWEEP_FILE).write_text(SWEEP_GRID)
     git(source, "add", "-A")
     git(source, "commit", "-qm", "tiny results and a sweep")

@@ -73,7 +73,9 @@ def test_frozen_encoder_trains_from_cached_embeddings_and_serves_raw_text(tiny_p
     encoder = {"preset": str(preset), "trainable": False, "sequence_length": SEQUENCE_LENGTH, "batch_size": 64,
                "learning_rate": 0.001}
     params = write_params(pipeline, tmp_path / "params.yaml", train_text={"model": "encoder", "encoder": encoder},
-                          train_fusion={"members": ["text"]})
+                          # One member, weighted: the API's fused answer is the text model's (a stacking
+                          # of one member would recalibrate it).
+                          train_fusion={"members": ["text"], "method": "weighted"})
     models, probs = tmp_path / "models", tmp_path / "probs"
     # The API checks that every member's files are there, even those the fusion does not use.
     shutil.copytree(pipeline / "models", models)

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import time
 import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -421,17 +422,30 @@ def test_the_status_shows_version_drift_and_the_evaluation_without_rollout_actio
     page.close()
 
 
+def loaded_candidate(base_url: str, timeout_s: float = 60) -> str:
+    """The candidate's version once the API has loaded it.
+
+    One request loads it while the others are answered with the models already loaded, so a page
+    opened meanwhile would show no candidate.
+    """
+    deadline = time.monotonic() + timeout_s
+    while (candidate := httpx.get(f"{base_url}/status").json()["candidate"]) is None:
+        assert time.monotonic() < deadline, f"no candidate loaded within {timeout_s} s"
+        time.sleep(0.2)
+    return candidate["model_version"]
+
+
 def test_an_admin_promotes_then_rolls_back_after_confirming(console, tiny_pipeline):
     repo, _ = tiny_pipeline
     before = httpx.get(f"{console.base_url}/status").json()["model_version"]
     candidate_dir = candidate_models(repo / "models", console.tmp / "candidate")
     write_state(Path(console.env["RAKUTEN_API_ROLLOUT_FILE"]),
                 RolloutState(str(repo / "models"), candidate=str(candidate_dir), candidate_share=0.25))
+    candidate = loaded_candidate(console.base_url)
+    assert candidate != before
     page = console.signed_in("admin")
     page.get_by_role("button", name="État du service").click()
     expect(page.locator("#status-rollout")).to_contain_text("25 % des produits")
-    candidate = httpx.get(f"{console.base_url}/status").json()["candidate"]["model_version"]
-    assert candidate != before
 
     page.get_by_role("button", name="Promouvoir le candidat").click()
     expect(page.get_by_role("dialog")).to_contain_text("Promouvoir le candidat ?")

@@ -2,8 +2,8 @@
 
 The console's policy allows only the app's own scripts, styles and API (no inline script, no eval);
 product text is inserted as text by its scripts, so even a policy bypass would find nothing to run.
-Swagger UI and ReDoc (from the fastapi-offline package, served locally) set styles inline and ReDoc runs a blob: worker, so
-their two pages get a policy that allows inline styles — never inline scripts.
+Swagger UI and ReDoc (from the fastapi-offline package, served locally) set styles inline and ReDoc
+runs a blob: worker, so their two pages get a policy that allows inline styles — never inline scripts.
 """
 
 from starlette.datastructures import MutableHeaders

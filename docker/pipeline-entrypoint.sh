@@ -11,7 +11,7 @@
 set -eu
 
 HERE=$(dirname "$0")
-MODEL_STAGES="train_text train_image train_baseline train_fusion"
+MODEL_STAGES="tfidf train_text train_image train_baseline train_fusion"
 
 # Send the default remote's requests to DVC_S3_ENDPOINT_URL. botocore (under DVC's s3fs) reads the
 # endpoint from AWS_ENDPOINT_URL_S3, so no config file is written: the root filesystem may be

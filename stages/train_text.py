@@ -13,6 +13,7 @@ from rakuten_mm.categories import N_CLASSES
 from rakuten_mm.data.dataset import read_split_table, rows_of
 from rakuten_mm.evaluation.live import StageLive, log_split_scores
 from rakuten_mm.features.text import model_input_texts
+from rakuten_mm.features.tfidf import load_features
 from rakuten_mm.jsonfiles import write_json
 from rakuten_mm.models.classes import write_classes
 from rakuten_mm.models.determinism import set_determinism
@@ -23,10 +24,12 @@ from rakuten_mm.models.encoder import (
 )
 from rakuten_mm.models.keras_files import save_keras_model
 from rakuten_mm.models.text import (
-    adapt_vectorizers, assemble_text_model, build_featurizer, build_text_head, text_tensor, vectorize,
+    adapt_vectorizer, assemble_text_model, build_featurizer, build_sequence_head, build_tfidf_head, text_tensor,
+    vectorize,
 )
 from rakuten_mm.models.training import (
-    EpochLogger, array_batches, class_weights, fit_classifier, predict_probabilities, training_batch_size,
+    EpochLogger, array_batches, class_weights, fit_classifier, predict_probabilities, sparse_batches,
+    training_batch_size,
 )
 from rakuten_mm.stage import start_stage
 
@@ -40,17 +43,30 @@ def texts_and_labels(table: pd.DataFrame, rows: np.ndarray, max_chars: int) -> t
     return model_input_texts(part["title"], part["description"], max_chars), part["label"].to_numpy(np.int32)
 
 
-def vectorizer_training(p: dict, texts: dict, labels: dict) -> dict:
-    """tfidf, cnn, bilstm: the head to fit on vectors computed once, and the vectorizer served before it."""
-    started = time.perf_counter()
-    featurizer = build_featurizer(adapt_vectorizers(p["model"], texts["train"], p))
-    # Vectorise once: string n-gram work per batch and epoch would dominate training time.
-    vectors = {name: vectorize(featurizer, texts[name]) for name in ("train", "val")}
-    log.info("features: %s; vectorised in %.1f s", vectors["train"].shape, time.perf_counter() - started)
+def tfidf_training(p: dict, labels: dict, rows: dict, args) -> dict:
+    """tfidf: a head on the tfidf stage's sparse rows; the head alone is the served model."""
+    if not (args.tfidf and Path(args.tfidf, "labelled.npz").is_file()):
+        raise SystemExit("train_text.model=tfidf reads the tfidf stage's rows: pass --tfidf (see dvc.yaml)")
+    features = load_features(Path(args.tfidf) / "labelled.npz")
     batch_size = training_batch_size(len(labels["train"]), p)
-    batches = {name: array_batches(vectors[name], np.arange(len(labels[name])), labels[name], batch_size,
+    batches = {name: sparse_batches(features[rows[name]], labels[name], batch_size,
+                                    shuffle_seed=p["seed"] if name == "train" else None) for name in SPLITS}
+    head = build_tfidf_head(features.shape[1], p, N_CLASSES)
+    return {"fitted": head, "featurizer": None, "batches": batches, "params": p, "batch_size": batch_size,
+            "cached_features": True}
+
+
+def sequence_training(p: dict, texts: dict, labels: dict) -> dict:
+    """cnn, bilstm: the head to fit on token ids computed once, and the vectorizer served before it."""
+    started = time.perf_counter()
+    featurizer = build_featurizer(adapt_vectorizer(texts["train"], p))
+    # Vectorise once: string work per batch and epoch would dominate training time.
+    tokens = {name: vectorize(featurizer, texts[name]) for name in ("train", "val")}
+    log.info("token ids: %s; vectorised in %.1f s", tokens["train"].shape, time.perf_counter() - started)
+    batch_size = training_batch_size(len(labels["train"]), p)
+    batches = {name: array_batches(tokens[name], np.arange(len(labels[name])), labels[name], batch_size,
                                    shuffle_seed=p["seed"] if name == "train" else None) for name in ("train", "val")}
-    head = build_text_head(p["model"], p, featurizer, N_CLASSES)
+    head = build_sequence_head(p["model"], p, featurizer, N_CLASSES)
     return {"fitted": head, "featurizer": featurizer, "batches": batches, "params": p, "batch_size": batch_size}
 
 
@@ -67,7 +83,7 @@ def encoder_training(p: dict, texts: dict, labels: dict, rows: dict, args) -> di
                                        shuffle_seed=p["seed"] if name == "train" else None) for name in SPLITS}
         return {"fitted": build_encoder_head(embeddings.shape[1], p, N_CLASSES), "batches": batches,
                 "featurizer": load_text_model(Path(args.encoder) / "encoder.keras"), "params": p,
-                "batch_size": batch_size, "cached_embeddings": True}
+                "batch_size": batch_size, "cached_features": True}
     featurizer = build_text_encoder(settings["preset"], settings["sequence_length"], trainable=True)
     model = assemble_text_model(featurizer, build_encoder_head(featurizer.output.shape[-1], p, N_CLASSES))
     batch_size = training_batch_size(len(labels["train"]), {**p, "batch_size": settings["batch_size"]})
@@ -86,10 +102,10 @@ def served_model(parts: dict) -> keras.Model:
 
 
 def split_probabilities(parts: dict, model: keras.Model, texts: list[str], name: str) -> np.ndarray:
-    """A split's probabilities: the head on cached embeddings (frozen encoder), else the model on raw strings."""
+    """A split's probabilities: the head on cached features (tf-idf, frozen encoder), else the model on raw strings."""
     # For a frozen encoder, a second pass of the backbone over val and test would be most of the
     # stage's time; the head on the cached embeddings gives the served model's numbers.
-    if parts.get("cached_embeddings"):
+    if parts.get("cached_features"):
         return predict_probabilities(parts["fitted"], parts["batches"][name])
     return predict_probabilities(model, text_tensor(texts), parts["batch_size"])
 
@@ -97,7 +113,7 @@ def split_probabilities(parts: dict, model: keras.Model, texts: list[str], name:
 def main() -> None:
     """Train the text model, then save it and its validation and test probabilities."""
     params, args = start_stage("train_text", ["dataset", "split", "model", "probs"], "Train the text model.",
-                               optional_paths=("features", "encoder"))
+                               optional_paths=("features", "encoder", "tfidf"))
     p = params["train_text"]
     set_determinism(p["seed"])
     device = device_summary(p["mixed_precision"])
@@ -108,8 +124,12 @@ def main() -> None:
     for name in SPLITS:
         texts[name], labels[name] = texts_and_labels(table, rows[name], p["max_description_chars"])
     try:
-        parts = (encoder_training(p, texts, labels, rows, args) if p["model"] == ENCODER_MODEL
-                 else vectorizer_training(p, texts, labels))
+        if p["model"] == ENCODER_MODEL:
+            parts = encoder_training(p, texts, labels, rows, args)
+        elif p["model"] == "tfidf":
+            parts = tfidf_training(p, labels, rows, args)
+        else:
+            parts = sequence_training(p, texts, labels)
     except PresetUnavailableError as error:
         log.error("%s", error)
         sys.exit(1)
@@ -129,7 +149,10 @@ def main() -> None:
             log_split_scores(live, name, labels[name], proba.argmax(1))
     save_keras_model(model, Path(args.model) / "model.keras")
     write_classes(args.model)
-    write_json({"max_description_chars": p["max_description_chars"]}, Path(args.model) / "preprocessing.json")
+    # The served model's input: the tfidf stage's rows, or raw strings cut at max_description_chars.
+    preprocessing = ({"input": "tfidf"} if p["model"] == "tfidf"
+                     else {"input": "text", "max_description_chars": p["max_description_chars"]})
+    write_json(preprocessing, Path(args.model) / "preprocessing.json")
 
 
 if __name__ == "__main__":

@@ -11,8 +11,8 @@ from rakuten_mm.features.images import (
     ImageTooLargeError, UnreadableImageError, UnsupportedImageFormatError, decode_jpeg_scaled,
     preprocess_image_bytes,
 )
-from rakuten_mm.models.predictor import MEMBERS, ProductClassifier, forward_in_chunks, predict_in_chunks
-from rakuten_mm.models.text import text_tensor
+from rakuten_mm.models.predictor import MEMBERS, ProductClassifier, forward_in_chunks
+from rakuten_mm.models.training import sparse_batches
 from rakuten_mm.serving.config import IMAGE_FORMATS
 
 
@@ -29,14 +29,15 @@ def classifier(tiny_pipeline):
     return ProductClassifier(repo / "models", members=list(MEMBERS))
 
 
-def test_traced_models_match_the_eager_keras_call(classifier):
-    texts = text_tensor(["piscine tubulaire ronde", "lot de livres . très bon état", ""])
-    np.testing.assert_allclose(forward_in_chunks(classifier.text_forward, texts, 2),
-                               predict_in_chunks(classifier.text_model, texts, 256), atol=1e-6)
+def test_served_forward_passes_match_the_keras_models(classifier):
+    rows = classifier.tfidf_rows(["piscine tubulaire ronde", "lot de livres", ""], ["", "très bon état", ""])
+    keras_text = np.asarray(classifier.text_model.predict(sparse_batches(rows, None, 8, None), verbose=0))
+    np.testing.assert_allclose(forward_in_chunks(classifier.text_forward, rows, 2), keras_text, atol=1e-6)
     size = classifier.image_config["size"]
     pixels = np.random.default_rng(0).integers(0, 256, (5, size, size, 3), dtype=np.uint8)
     np.testing.assert_allclose(forward_in_chunks(classifier.image_forward, pixels, 2),
-                               predict_in_chunks(classifier.image_model, pixels, 256), atol=1e-6)
+                               np.asarray(classifier.image_model(pixels.astype(np.float32), training=False)),
+                               atol=1e-6)
 
 
 def test_one_product_gets_the_same_probabilities_alone_or_in_a_batch(classifier):
@@ -50,7 +51,9 @@ def test_one_product_gets_the_same_probabilities_alone_or_in_a_batch(classifier)
 
 
 def test_empty_inputs_give_empty_outputs(classifier):
-    assert forward_in_chunks(classifier.text_forward, text_tensor([]), 8).shape == (0, 27)
+    rows = classifier.tfidf_rows([], [])
+    assert forward_in_chunks(classifier.text_forward, rows, 8).shape == (0, 27)
+    assert classifier.predict_proba([], [], np.zeros((0, 8, 8, 3), np.uint8), [])["fused"].shape == (0, 27)
 
 
 def test_a_decompression_bomb_is_refused_before_any_decoding(monkeypatch):

@@ -53,7 +53,7 @@ def test_status_names_the_model_version_of_dvc_lock(api, tiny_pipeline):
     body = api.client.get("/status").json()
     assert body["status"] == "L'API fonctionne correctement" and body["models_loaded"] is True
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
-    expected = {out["path"]: out["md5"] for stage in ("train_text", "train_image", "train_baseline", "train_fusion")
+    expected = {out["path"]: out["md5"] for stage in ("tfidf", "train_text", "train_image", "train_baseline", "train_fusion")
                 for out in lock[stage]["outs"] if out["path"].startswith("models/")}
     assert body["model_outs"] == expected
     assert set(expected) == {"models/text", "models/image", "models/baseline", "models/fusion"}

@@ -13,32 +13,40 @@ from sklearn.svm import LinearSVC
 
 from pipeline_utils import REPO_ROOT
 from rakuten_mm.categories import CODES
+from rakuten_mm.features.tfidf import TfidfFeaturizer
 from rakuten_mm.models.baseline import TemperatureCalibratedSVC, baseline_probabilities, build_baseline
 from rakuten_mm.models.classes import ClassMappingError, check_model_classes, write_classes
 from rakuten_mm.models.sklearn_files import UntrustedModelFileError, load_sklearn_model, save_sklearn_model
 
-TEXTS = np.array(["piscine ronde", "piscine tubulaire", "livre poche", "livre relié", "jouet bois",
-                  "jouet peluche"] * 4, dtype=object)
+TEXTS = ["piscine ronde", "piscine tubulaire", "livre poche", "livre relié", "jouet bois", "jouet peluche"] * 4
 LABELS = np.array([0, 0, 1, 1, 2, 2] * 4)
-PARAMS = {"word_ngrams": [1, 1], "char_ngrams": [3, 4], "min_df": 1, "max_features": 1000, "C": 1.0,
-          "calibration_folds": 3, "seed": 0}
+TFIDF = {"word_ngrams": [1, 1], "char_ngrams": [3, 4], "min_df": 1, "word_max_features": 1000,
+         "char_max_features": 1000, "sublinear_tf": True}
+PARAMS = {"C": 1.0, "calibration_folds": 3, "seed": 0}
+FEATURIZER, FEATURES = TfidfFeaturizer.fit_transform(TEXTS, np.arange(len(TEXTS)), TFIDF)
+
+
+def rows(*texts: str):
+    """The shared featurizer's rows for some texts."""
+    return FEATURIZER.transform(list(texts))
 
 
 SAVE_SCRIPT = """
 import sys
 import numpy as np
-from rakuten_mm.models.baseline import build_baseline, compact_for_saving
+from rakuten_mm.features.tfidf import TfidfFeaturizer
+from rakuten_mm.models.baseline import build_baseline
 from rakuten_mm.models.sklearn_files import save_sklearn_model
-texts = np.array({texts!r}, dtype=object)
-model = build_baseline({params!r}).fit(texts, np.array({labels!r}))
-model.predict_proba(texts)  # as the stage does before saving: transform() stores an id() again
-save_sklearn_model(compact_for_saving(model), sys.argv[1])
+_, features = TfidfFeaturizer.fit_transform({texts!r}, np.arange({n}), {tfidf!r})
+model = build_baseline({params!r}).fit(features, np.array({labels!r}))
+model.predict_proba(features)  # as the stage does before saving
+save_sklearn_model(model, sys.argv[1])
 """
 
 
 def test_the_baseline_saves_byte_identically_across_processes(tmp_path):
     # Two processes with other string hash seeds and memory addresses: what a rerun of the stage sees.
-    script = SAVE_SCRIPT.format(texts=TEXTS.tolist(), params={**PARAMS, "min_df": 2}, labels=LABELS.tolist())
+    script = SAVE_SCRIPT.format(texts=TEXTS, n=len(TEXTS), tfidf=TFIDF, params=PARAMS, labels=LABELS.tolist())
     for name, seed in (("a", "1"), ("b", "2")):
         subprocess.run([sys.executable, "-c", script, str(tmp_path / f"{name}.skops")], cwd=REPO_ROOT, check=True,
                        env={**os.environ, "PYTHONHASHSEED": seed}, timeout=120)
@@ -46,10 +54,10 @@ def test_the_baseline_saves_byte_identically_across_processes(tmp_path):
 
 
 def test_the_baseline_round_trips_through_skops(tmp_path):
-    model = build_baseline(PARAMS).fit(TEXTS, LABELS)
+    model = build_baseline(PARAMS).fit(FEATURES, LABELS)
     save_sklearn_model(model, tmp_path / "a.skops")
     loaded = load_sklearn_model(tmp_path / "a.skops")
-    probe = np.array(["piscine", "livre de poche"], dtype=object)
+    probe = rows("piscine", "livre de poche")
     np.testing.assert_allclose(baseline_probabilities(loaded, probe, 27), baseline_probabilities(model, probe, 27))
 
 
@@ -64,8 +72,8 @@ def test_a_file_holding_a_type_outside_the_trusted_list_is_refused(tmp_path):
 
 
 def test_calibrated_probabilities_follow_the_svm_and_sum_to_one():
-    model = build_baseline(PARAMS).fit(TEXTS, LABELS)
-    probabilities = baseline_probabilities(model, np.array(["piscine ronde", "jouet"], dtype=object), 27)
+    model = build_baseline(PARAMS).fit(FEATURES, LABELS)
+    probabilities = baseline_probabilities(model, rows("piscine ronde", "jouet"), 27)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
     assert probabilities.argmax(axis=1).tolist() == [0, 2]
     # Classes never seen in training get exactly 0.
@@ -85,10 +93,11 @@ def test_a_model_saved_for_other_classes_is_a_clear_error(tmp_path):
 
 
 def test_a_class_with_a_single_training_row_is_still_learned_and_calibrated():
-    texts = np.concatenate([TEXTS, np.array(["chaussette bébé"], dtype=object)])
+    texts = [*TEXTS, "chaussette bébé"]
     labels = np.concatenate([LABELS, [3]])
-    model = build_baseline(PARAMS).fit(texts, labels)
+    featurizer, features = TfidfFeaturizer.fit_transform(texts, np.arange(len(texts)), TFIDF)
+    model = build_baseline(PARAMS).fit(features, labels)
     # The temperature comes from the classes that can be held out; the single row still trains the SVM.
-    assert model[-1].temperature_ != 1.0
-    probabilities = baseline_probabilities(model, np.array(["chaussette"], dtype=object), 27)
+    assert model.temperature_ != 1.0
+    probabilities = baseline_probabilities(model, featurizer.transform(["chaussette"]), 27)
     assert probabilities.argmax() == 3

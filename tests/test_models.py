@@ -15,21 +15,29 @@ from rakuten_mm.models.image import (
 )
 from rakuten_mm.models.determinism import set_determinism
 from rakuten_mm.models.keras_files import renumber_shared_objects, save_keras_model
-from rakuten_mm.models.text import build_text_model, text_tensor
+from rakuten_mm.models.text import (
+    adapt_vectorizer, assemble_text_model, build_featurizer, build_sequence_head, build_tfidf_head, text_tensor,
+)
 from rakuten_mm.models.training import array_batches, class_weights, write_features
 
-TEXT_PARAMS = dict(max_tokens=200, ngrams=2, sequence_length=12, embedding_dim=8, filters=8,
+TEXT_PARAMS = dict(max_tokens=200, sequence_length=12, embedding_dim=8, filters=8,
                    kernel_sizes=[2, 3], lstm_units=4, hidden_units=16, dropout=0.1)
 IMAGE_PARAMS = dict(weights="none", freeze_backbone=True, filters=[4, 8], dropout=0.1,
                     augment={"enabled": True, "flip": True, "rotation": 0.05, "zoom": 0.1})
 TEXTS = ["chaise en bois massif"] * 20 + ["roman policier poche"] * 20
 
 
-@pytest.mark.parametrize("kind", ["tfidf", "cnn", "bilstm"])
-def test_text_models_learn_a_trivial_task_and_reload_identically(kind, tmp_path):
+def sequence_text_model(kind: str, texts: list[str], params: dict, n_classes: int) -> keras.Model:
+    """An end-to-end cnn or bilstm text classifier (untrained head), vectorizer adapted on texts."""
+    featurizer = build_featurizer(adapt_vectorizer(texts, params))
+    return assemble_text_model(featurizer, build_sequence_head(kind, params, featurizer, n_classes))
+
+
+@pytest.mark.parametrize("kind", ["cnn", "bilstm"])
+def test_sequence_text_models_learn_a_trivial_task_and_reload_identically(kind, tmp_path):
     set_determinism(0)
     labels = np.array([0] * 20 + [1] * 20)
-    model = build_text_model(kind, TEXTS, TEXT_PARAMS, n_classes=3)
+    model = sequence_text_model(kind, TEXTS, TEXT_PARAMS, n_classes=3)
     model.compile(keras.optimizers.Adam(0.05), "sparse_categorical_crossentropy")
     model.fit(text_tensor(TEXTS), labels, epochs=8, verbose=0)
     probe = text_tensor(["chaise bois", "roman poche"])
@@ -44,9 +52,9 @@ SAVE_SCRIPT = f"""
 import sys
 from {save_keras_model.__module__} import save_keras_model
 from {set_determinism.__module__} import set_determinism
-from {build_text_model.__module__} import build_text_model
+from {build_tfidf_head.__module__} import build_tfidf_head
 set_determinism(0)
-model = build_text_model("tfidf", {TEXTS!r}, {TEXT_PARAMS!r}, n_classes=2)
+model = build_tfidf_head(50, {{"dropout": 0.1, "hidden_units": 4, "seed": 0}}, n_classes=2)
 save_keras_model(model, sys.argv[1] + ".keras")
 model.save(sys.argv[1] + "_plain.keras")
 """

@@ -1,12 +1,10 @@
-"""The classical baseline: TF-IDF word and character n-grams, a linear SVM, calibrated probabilities."""
+"""The classical baseline: a linear SVM on the tfidf stage's word and character n-grams, calibrated probabilities."""
 
 import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
-from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.svm import LinearSVC
 
 
@@ -65,38 +63,15 @@ class TemperatureCalibratedSVC(ClassifierMixin, BaseEstimator):
         return self.classes_[self.svm_.decision_function(features).argmax(axis=1)]
 
 
-def build_baseline(params: dict) -> Pipeline:
-    """TF-IDF on word and char_wb n-grams feeding a temperature-calibrated LinearSVC."""
-    features = FeatureUnion([
-        ("words", TfidfVectorizer(ngram_range=tuple(params["word_ngrams"]), sublinear_tf=True,
-                                  min_df=params["min_df"], max_features=params["max_features"])),
-        ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=tuple(params["char_ngrams"]),
-                                  sublinear_tf=True, min_df=params["min_df"],
-                                  max_features=params["max_features"])),
-    ])
+def build_baseline(params: dict) -> TemperatureCalibratedSVC:
+    """A temperature-calibrated LinearSVC for the tfidf stage's rows."""
     # SVM margins are no probabilities: the fusion needs calibrated scores to weigh them with the others.
-    svm = TemperatureCalibratedSVC(C=params["C"], folds=params["calibration_folds"], random_state=params["seed"])
-    return Pipeline([("tfidf", features), ("svm", svm)])
+    return TemperatureCalibratedSVC(C=params["C"], folds=params["calibration_folds"], random_state=params["seed"])
 
 
-def compact_for_saving(model: Pipeline) -> Pipeline:
-    """Drop the vectorizers' per-run stop-word state and make their vocabularies plain ints."""
-    # stop_words_ is a set, saved in the order of the per-process string hash seed (scikit-learn
-    # documents it as safe to delete); _stop_words_id is an id(), a memory address, only used to
-    # skip re-checking the stop words list, which is None here. Every transform() sets it again,
-    # so call this just before saving.
-    for _, vectorizer in model.named_steps["tfidf"].transformer_list:
-        vectorizer.stop_words_ = None
-        vars(vectorizer).pop("_stop_words_id", None)
-        # The vocabulary's indices are numpy ints: skops writes each one as an array file of its
-        # own (15,805 files, 11 s to save, on the tiny pipeline) where Python ints go in its JSON.
-        vectorizer.vocabulary_ = {term: int(index) for term, index in vectorizer.vocabulary_.items()}
-    return model
-
-
-def baseline_probabilities(model: Pipeline, texts, n_classes: int) -> np.ndarray:
-    """Probabilities over all n_classes (classes absent from training get 0)."""
-    probabilities = np.zeros((len(texts), n_classes), dtype=np.float32)
-    if len(texts):
-        probabilities[:, model.classes_] = model.predict_proba(np.asarray(texts, dtype=object))
+def baseline_probabilities(model: TemperatureCalibratedSVC, features, n_classes: int) -> np.ndarray:
+    """Probabilities over all n_classes (classes absent from training get 0) for tf-idf rows."""
+    probabilities = np.zeros((features.shape[0], n_classes), dtype=np.float32)
+    if features.shape[0]:
+        probabilities[:, model.classes_] = model.predict_proba(features)
     return probabilities

@@ -12,6 +12,7 @@ from rakuten_mm.features.images import (
     ACCEPTED_FORMATS, DEFAULT_MAX_ASPECT_RATIO, DEFAULT_MAX_PIXELS, UnreadableImageError, preprocess_image_bytes,
 )
 from rakuten_mm.features.text import clean_text, model_input_texts
+from rakuten_mm.features.tfidf import TfidfFeaturizer
 from rakuten_mm.jsonfiles import read_json
 from rakuten_mm.models.baseline import baseline_probabilities
 from rakuten_mm.models.classes import check_classes, check_model_classes
@@ -19,7 +20,7 @@ from rakuten_mm.models.encoder import load_text_model
 from rakuten_mm.models.fusion import apply_fusion, members_used
 from rakuten_mm.models.image import blank_image_probabilities
 from rakuten_mm.models.sklearn_files import load_sklearn_model
-from rakuten_mm.models.text import text_tensor
+from rakuten_mm.models.text import dense_stack_forward, text_tensor
 
 # Every model the fusion can combine, each saved in models/<name>/.
 MEMBERS = ("text", "image", "baseline")
@@ -27,19 +28,14 @@ MEMBERS = ("text", "image", "baseline")
 
 def forward_in_chunks(forward: Callable, inputs, batch_size: int) -> np.ndarray:
     """Run an inference function on fixed-size chunks of inputs and stack the float32 outputs."""
-    if 0 < len(inputs) <= batch_size:
+    if 0 < inputs.shape[0] <= batch_size:
         # One chunk: no slicing (slicing an eager string tensor costs more than a small model call).
         return np.asarray(forward(inputs), dtype=np.float32)
     outputs = [
         np.asarray(forward(inputs[start:start + batch_size]), dtype=np.float32)
-        for start in range(0, len(inputs), batch_size)
+        for start in range(0, inputs.shape[0], batch_size)
     ]
     return np.concatenate(outputs) if outputs else np.zeros((0, len(CODES)), np.float32)
-
-
-def predict_in_chunks(model: keras.Model, inputs, batch_size: int) -> np.ndarray:
-    """Call the model directly on fixed-size chunks (cheaper than model.predict for small inputs)."""
-    return forward_in_chunks(lambda chunk: model(chunk, training=False), inputs, batch_size)
 
 
 def compile_forward(model: keras.Model, input_dtype: tf.DType | None = None) -> Callable:
@@ -80,26 +76,41 @@ class ProductClassifier:
         # The image settings are needed to preprocess uploads even when the fusion ignores images.
         self.image_config = read_json(models_dir / "image" / "preprocessing.json")
         self.text_config = read_json(models_dir / "text" / "preprocessing.json")
+        text_reads_tfidf = "text" in self.members and self.text_config.get("input") == "tfidf"
+        self.featurizer = None
+        if text_reads_tfidf or "baseline" in self.members:
+            # One featurizer for both members: a product's text is featurized once per call.
+            self.featurizer = TfidfFeaturizer.load(models_dir / "tfidf" / "featurizer.skops")
+            self.tfidf_config = read_json(models_dir / "tfidf" / "preprocessing.json")
         if "text" in self.members:
-            # Traced once here; evaluate and the API both go through these same graphs.
             self.text_model = load_text_model(models_dir / "text" / "model.keras")
-            self.text_forward = compile_forward(self.text_model)
+            # Traced once here (or run in SciPy for the tf-idf head); evaluate and the API both go
+            # through these same functions.
+            self.text_forward = (dense_stack_forward(self.text_model) if text_reads_tfidf
+                                 else compile_forward(self.text_model))
         if "image" in self.members:
             self.image_model = keras.models.load_model(models_dir / "image" / "model.keras")
             self.image_forward = compile_forward(self.image_model, tf.uint8)
         if "baseline" in self.members:
             self.baseline_model = load_sklearn_model(models_dir / "baseline" / "model.skops")
-            self.baseline_config = read_json(models_dir / "baseline" / "preprocessing.json")
 
-    def predict_text(self, titles, descriptions) -> np.ndarray:
-        """Text-model probabilities for cleaned titles and descriptions."""
+    def tfidf_rows(self, titles, descriptions):
+        """The shared featurizer's CSR rows for cleaned titles and descriptions (None without one)."""
+        if self.featurizer is None:
+            return None
+        return self.featurizer.transform(
+            model_input_texts(titles, descriptions, self.tfidf_config["max_description_chars"]))
+
+    def predict_text(self, titles, descriptions, tfidf_rows=None) -> np.ndarray:
+        """Text-model probabilities: from the tf-idf rows for a tf-idf head, else from the cleaned strings."""
+        if self.text_config.get("input") == "tfidf":
+            return forward_in_chunks(self.text_forward, tfidf_rows, self.batch_size)
         texts = model_input_texts(titles, descriptions, self.text_config["max_description_chars"])
         return forward_in_chunks(self.text_forward, text_tensor(texts), self.batch_size)
 
-    def predict_baseline(self, titles, descriptions) -> np.ndarray:
-        """Calibrated TF-IDF + SVM probabilities for cleaned titles and descriptions."""
-        texts = model_input_texts(titles, descriptions, self.baseline_config["max_description_chars"])
-        return baseline_probabilities(self.baseline_model, texts, len(CODES))
+    def predict_baseline(self, tfidf_rows) -> np.ndarray:
+        """Calibrated linear SVM probabilities from the tf-idf rows."""
+        return baseline_probabilities(self.baseline_model, tfidf_rows, len(CODES))
 
     def predict_image(self, images: np.ndarray, has_image: np.ndarray) -> np.ndarray:
         """Image-model probabilities; NaN rows where there is no image."""
@@ -114,10 +125,11 @@ class ProductClassifier:
         """Each loaded member's probabilities and the fused ones ("fused") for preprocessed products."""
         has_image = np.asarray(has_image, dtype=bool)
         probs = {}
+        tfidf_rows = self.tfidf_rows(titles, descriptions)
         if "text" in self.members:
-            probs["text"] = self.predict_text(titles, descriptions)
+            probs["text"] = self.predict_text(titles, descriptions, tfidf_rows)
         if "baseline" in self.members:
-            probs["baseline"] = self.predict_baseline(titles, descriptions)
+            probs["baseline"] = self.predict_baseline(tfidf_rows)
         if "image" in self.members:
             probs["image"] = self.predict_image(images, has_image)
         return {**probs, "fused": apply_fusion(self.fusion, probs)}

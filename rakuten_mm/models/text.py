@@ -1,78 +1,100 @@
-"""Keras text classifiers that read the cleaned, lower-cased product text as raw strings.
+"""Keras text classifiers: a head on the tfidf stage's sparse rows, or sequence models on raw strings.
 
-Training vectorises the texts once and fits a head on the vectors; the saved model is the
-vectorizer and the head assembled, so serving takes raw strings through the same layer.
+tfidf reads the shared featurizer's rows (the baseline reads the same ones), so its saved model is
+the head alone. cnn and bilstm vectorise the texts once and fit a head on the token ids; their
+saved model is vectorizer and head assembled, so it takes raw strings.
 """
+
+from collections.abc import Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
 from keras import layers
-from scipy import sparse
+from tensorflow.python.ops.linalg.sparse import sparse_csr_matrix_ops
 
 TEXT_MODELS = ("tfidf", "cnn", "bilstm")
+SEQUENCE_MODELS = ("cnn", "bilstm")
 
 
-def tfidf_vectorizer(name: str, **options) -> layers.TextVectorization:
-    """A tf-idf TextVectorization; punctuation is stripped, lower-casing was done in Python before."""
-    return layers.TextVectorization(standardize="strip_punctuation", output_mode="tf_idf", name=name, **options)
+def adapt_vectorizer(train_texts: list[str], params: dict) -> layers.TextVectorization:
+    """Token-id vectorizer (cnn, bilstm) fitted on the training texts."""
+    vectorizer = layers.TextVectorization(
+        max_tokens=params["max_tokens"], standardize="strip_punctuation", output_mode="int",
+        output_sequence_length=params["sequence_length"], name="vectorizer")
+    vectorizer.adapt(tf.data.Dataset.from_tensor_slices(np.asarray(train_texts, dtype=object)).batch(2048))
+    return vectorizer
 
 
-def ignore_unknown_tokens(vectorizer: layers.TextVectorization) -> None:
-    """Give the out-of-vocabulary column of a tf-idf vectorizer an idf weight of 0."""
-    # Keras counts every unknown n-gram into column 0 with an average idf: on long descriptions
-    # that one column carries most of the vector's norm (over 90% for character n-grams on real
-    # products) and drowns what the known n-grams say once the vector is normalised.
-    store: dict = {}
-    vectorizer.save_own_variables(store)
-    idf = np.asarray(store["idf_weights"], dtype=np.float32).copy()
-    idf[0] = 0.0
-    vectorizer.set_vocabulary(vectorizer.get_vocabulary(), idf_weights=idf)
-
-
-def adapt_vectorizers(kind: str, train_texts: list[str], params: dict) -> list[layers.TextVectorization]:
-    """Vectorizers fitted on the training texts: word (and character) tf-idf for tfidf, sequences otherwise."""
-    if kind not in TEXT_MODELS:
-        raise ValueError(f"train_text.model must be one of {TEXT_MODELS}, got {kind!r}")
-    if kind == "tfidf":
-        vectorizers = [tfidf_vectorizer("words", max_tokens=params["max_tokens"], ngrams=params["ngrams"])]
-        if params.get("char_ngrams"):
-            # Character n-grams carry plurals, accents, model numbers and compounds that words miss.
-            low, high = params["char_ngrams"]
-            vectorizers.append(tfidf_vectorizer("chars", max_tokens=params["char_max_tokens"],
-                                                split="character", ngrams=tuple(range(low, high + 1))))
-    else:
-        vectorizers = [layers.TextVectorization(
-            max_tokens=params["max_tokens"], standardize="strip_punctuation", output_mode="int",
-            output_sequence_length=params["sequence_length"], name="vectorizer")]
-    batches = tf.data.Dataset.from_tensor_slices(np.asarray(train_texts, dtype=object)).batch(2048)
-    for vectorizer in vectorizers:
-        vectorizer.adapt(batches)
-        if kind == "tfidf":
-            ignore_unknown_tokens(vectorizer)
-    return vectorizers
-
-
-def build_featurizer(vectorizers: list[layers.TextVectorization]) -> keras.Model:
-    """Raw strings → the head's input: L2-normalised tf-idf blocks side by side, or token ids."""
+def build_featurizer(vectorizer: layers.TextVectorization) -> keras.Model:
+    """Raw strings → token ids, the sequence heads' input."""
     inputs = keras.Input(shape=(), dtype="string", name="text")
-    if vectorizers[0].get_config()["output_mode"] != "tf_idf":
-        return keras.Model(inputs, vectorizers[0](inputs), name="featurizer")
-    # Each block normalised apart, as scikit-learn's FeatureUnion of TfidfVectorizers does:
-    # long descriptions then weigh no more than short titles.
-    blocks = [layers.UnitNormalization(name=f"{v.name}_l2")(v(inputs)) for v in vectorizers]
-    features = blocks[0] if len(blocks) == 1 else layers.Concatenate(name="tfidf_blocks")(blocks)
-    return keras.Model(inputs, features, name="featurizer")
+    return keras.Model(inputs, vectorizer(inputs), name="featurizer")
 
 
-def vectorize(featurizer: keras.Model, texts: list[str], chunk: int = 1024):
-    """Features of all texts: a CSR matrix for tf-idf (mostly zeros), an int array for sequences."""
-    tfidf = featurizer.output.dtype != "int64"
-    # Each dense tf-idf chunk becomes sparse at once: all of them dense would be n × width floats.
-    to_compact = sparse.csr_matrix if tfidf else (lambda part: part.astype(np.int32))
-    parts = [to_compact(np.asarray(featurizer(text_tensor(texts[start:start + chunk]))))
+def vectorize(featurizer: keras.Model, texts: list[str], chunk: int = 4096) -> np.ndarray:
+    """Token ids of all texts, as int32."""
+    parts = [np.asarray(featurizer(text_tensor(texts[start:start + chunk])), dtype=np.int32)
              for start in range(0, len(texts), chunk)]
-    return sparse.vstack(parts, format="csr", dtype=np.float32) if tfidf else np.concatenate(parts)
+    return np.concatenate(parts)
+
+
+@keras.saving.register_keras_serializable(package="rakuten_mm")
+class SparseDropout(layers.Layer):
+    """Dropout on the stored values of a sparse input: Keras' Dropout takes dense tensors only."""
+
+    def __init__(self, rate: float, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = rate
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=False):
+        """Zero a random share of the non-zero entries while training; the identity otherwise."""
+        if not training or self.rate == 0:
+            return inputs
+        values = keras.random.dropout(inputs.values, self.rate, seed=self.seed_generator)
+        return tf.SparseTensor(inputs.indices, values, inputs.dense_shape)
+
+    def get_config(self) -> dict:
+        """What a saved model needs to rebuild the layer."""
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+def csr_matmul(inputs: tf.SparseTensor, kernel: tf.Variable) -> tf.Tensor:
+    """inputs @ kernel through TensorFlow's CSR kernels, with the kernel's gradient only."""
+    # Keras' sparse Dense goes through embedding_lookup_sparse, whose gradient materialises one
+    # kernel row per non-zero (600 a product): 2.5x slower per step than the CSR kernels here.
+    matrix = sparse_csr_matrix_ops.sparse_tensor_to_csr_sparse_matrix(
+        inputs.indices, tf.stop_gradient(inputs.values), tf.shape(inputs, out_type=tf.int64))
+
+    @tf.custom_gradient
+    def product(weights):
+        def gradient(upstream):
+            return sparse_csr_matrix_ops.sparse_matrix_mat_mul(matrix, upstream, adjoint_a=True)
+        return sparse_csr_matrix_ops.sparse_matrix_mat_mul(matrix, weights), gradient
+
+    return product(kernel)
+
+
+@keras.saving.register_keras_serializable(package="rakuten_mm")
+class SparseDense(layers.Dense):
+    """A Dense layer for tf.SparseTensor rows (the tf-idf features), never densifying them."""
+
+    def call(self, inputs, training=None):
+        """activation(inputs @ kernel + bias)."""
+        outputs = tf.reshape(csr_matmul(inputs, self.kernel), [-1, self.units])
+        return self.activation(outputs + self.bias)
+
+
+def build_tfidf_head(width: int, params: dict, n_classes: int) -> keras.Model:
+    """Sparse tf-idf rows (the tfidf stage's featurizer) in, class probabilities out."""
+    inputs = keras.Input(shape=(width,), sparse=True, name="tfidf")
+    features = SparseDropout(params["dropout"], seed=params["seed"], name="input_dropout")(inputs)
+    hidden = SparseDense(params["hidden_units"], activation="relu", name="hidden")(features)
+    hidden = layers.Dropout(params["dropout"])(hidden)
+    outputs = layers.Dense(n_classes, activation="softmax", dtype="float32", name="probabilities")(hidden)
+    return keras.Model(inputs, outputs, name="text_tfidf")
 
 
 def sequence_encoder(tokens, params: dict, kind: str, vocabulary_size: int):
@@ -88,16 +110,11 @@ def sequence_encoder(tokens, params: dict, kind: str, vocabulary_size: int):
     return layers.Concatenate(name="conv_features")(pooled)
 
 
-def build_text_head(kind: str, params: dict, featurizer: keras.Model, n_classes: int) -> keras.Model:
-    """The trainable part: tf-idf vectors or token ids in, class probabilities out."""
-    width = featurizer.output.shape[-1]
-    if kind == "tfidf":
-        inputs = keras.Input(shape=(width,), name="tfidf")
-        features = layers.Dropout(params["dropout"])(inputs)
-    else:
-        inputs = keras.Input(shape=(width,), dtype="int32", name="tokens")
-        vocabulary_size = featurizer.get_layer("vectorizer").vocabulary_size()
-        features = sequence_encoder(inputs, params, kind, vocabulary_size)
+def build_sequence_head(kind: str, params: dict, featurizer: keras.Model, n_classes: int) -> keras.Model:
+    """The trainable part of cnn and bilstm: token ids in, class probabilities out."""
+    inputs = keras.Input(shape=(featurizer.output.shape[-1],), dtype="int32", name="tokens")
+    vocabulary_size = featurizer.get_layer("vectorizer").vocabulary_size()
+    features = sequence_encoder(inputs, params, kind, vocabulary_size)
     hidden = layers.Dense(params["hidden_units"], activation="relu", name="hidden")(features)
     hidden = layers.Dropout(params["dropout"])(hidden)
     outputs = layers.Dense(n_classes, activation="softmax", dtype="float32", name="probabilities")(hidden)
@@ -110,12 +127,41 @@ def assemble_text_model(featurizer: keras.Model, head: keras.Model) -> keras.Mod
     return keras.Model(inputs, head(featurizer(inputs)), name=head.name.removesuffix("_head"))
 
 
-def build_text_model(kind: str, train_texts: list[str], params: dict, n_classes: int) -> keras.Model:
-    """An end-to-end text classifier (untrained head) adapted on the training texts."""
-    featurizer = build_featurizer(adapt_vectorizers(kind, train_texts, params))
-    return assemble_text_model(featurizer, build_text_head(kind, params, featurizer, n_classes))
-
-
 def text_tensor(texts) -> tf.Tensor:
     """A list of strings as the (batch,) string tensor the text models take."""
     return tf.constant(np.asarray(list(texts), dtype=object).reshape(-1))
+
+
+def dense_stack_forward(model: keras.Model) -> Callable:
+    """The tfidf head's inference pass in SciPy/NumPy: CSR rows in, float32 probabilities out."""
+    # One product is a 1 x 64,000 row with ~600 non-zeros: a sparse-times-dense product of
+    # microseconds, where a TensorFlow call costs a few hundred of them in dispatch alone.
+    steps = []
+    for layer in model.layers:
+        if isinstance(layer, layers.Dense):
+            activation = keras.activations.serialize(layer.activation)
+            name = activation if isinstance(activation, str) else activation.get("config", {}).get("name")
+            if name not in STACK_ACTIVATIONS:
+                raise ValueError(f"{model.name}: activation {name!r} of layer {layer.name} is not one of "
+                                 f"{sorted(STACK_ACTIVATIONS)}")
+            kernel, bias = (np.asarray(weight, dtype=np.float32) for weight in layer.get_weights())
+            steps.append((kernel, bias, STACK_ACTIVATIONS[name]))
+        elif not isinstance(layer, (layers.InputLayer, layers.Dropout, SparseDropout)):
+            raise ValueError(f"{model.name}: layer {layer.name} ({type(layer).__name__}) is not a dense stack")
+
+    def forward(rows) -> np.ndarray:
+        outputs = rows
+        for kernel, bias, activation in steps:
+            outputs = activation(np.asarray(outputs @ kernel) + bias)
+        return np.asarray(outputs, dtype=np.float32)
+
+    return forward
+
+
+def softmax_rows(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, shifted by the row maximum."""
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+STACK_ACTIVATIONS = {"relu": lambda x: np.maximum(x, 0.0), "softmax": softmax_rows, "linear": lambda x: x}

@@ -61,6 +61,28 @@ def array_batches(array, rows: np.ndarray, labels: np.ndarray | None,
     return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(tf.data.AUTOTUNE)
 
 
+def sparse_batches(matrix: sparse.csr_matrix, labels: np.ndarray | None, batch_size: int,
+                   shuffle_seed: int | None) -> tf.data.Dataset:
+    """Batches of CSR rows as tf.SparseTensor, never densified; labels (aligned with the rows) when given."""
+    epochs = itertools.count()
+    matrix = sparse.csr_matrix(matrix, dtype=np.float32)
+
+    def generate():
+        order = np.arange(matrix.shape[0])
+        if shuffle_seed is not None:
+            np.random.default_rng([shuffle_seed, next(epochs)]).shuffle(order)
+        for start in range(0, len(order), batch_size):
+            chosen = order[start:start + batch_size]
+            batch = matrix[chosen].tocoo()
+            indices = np.stack([batch.row, batch.col], axis=1).astype(np.int64)
+            tensor = tf.SparseTensor(indices, batch.data, batch.shape)
+            yield (tensor, labels[chosen].astype(np.int32)) if labels is not None else tensor
+
+    input_spec = tf.SparseTensorSpec((None, matrix.shape[1]), tf.float32)
+    signature = (input_spec, tf.TensorSpec((None,), tf.int32)) if labels is not None else input_spec
+    return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(tf.data.AUTOTUNE)
+
+
 def training_batch_size(n_rows: int, params: dict) -> int:
     """params.batch_size, shrunk so that an epoch has at least params.min_steps_per_epoch steps."""
     # On a few hundred rows a batch of 256 is one or two optimizer steps per epoch: the budget

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import yaml
 
-MODEL_STAGES = ("train_text", "train_image", "train_baseline", "train_fusion")
-MODEL_PARTS = ("text", "image", "baseline", "fusion")
-MODEL_FILES = ("text/model.keras", "text/preprocessing.json", "text/classes.json",
+MODEL_STAGES = ("tfidf", "train_text", "train_image", "train_baseline", "train_fusion")
+MODEL_PARTS = ("tfidf", "text", "image", "baseline", "fusion")
+MODEL_FILES = ("tfidf/featurizer.skops", "tfidf/preprocessing.json",
+               "text/model.keras", "text/preprocessing.json", "text/classes.json",
                "image/model.keras", "image/preprocessing.json", "image/classes.json",
                "baseline/model.skops", "baseline/preprocessing.json", "baseline/classes.json",
                "fusion/fusion.json")

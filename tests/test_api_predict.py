@@ -56,7 +56,7 @@ def test_status_names_the_model_version_of_dvc_lock(api, tiny_pipeline):
     expected = {out["path"]: out["md5"] for stage in ("tfidf", "train_text", "train_image", "train_baseline", "train_fusion")
                 for out in lock[stage]["outs"] if out["path"].startswith("models/")}
     assert body["model_outs"] == expected
-    assert set(expected) == {"models/text", "models/image", "models/baseline", "models/fusion"}
+    assert set(expected) == {"models/tfidf", "models/text", "models/image", "models/baseline", "models/fusion"}
     assert len(body["model_version"]) == 12 and body["model_version"] != "unknown"
 
 

@@ -16,7 +16,7 @@ from rakuten_mm.models.predictor import ProductClassifier
 pytestmark = pytest.mark.slow
 STAGES = ["import", "make_dataset", "split", "tfidf", "text_features", "train_text", "image_features", "train_image",
           "train_baseline", "train_fusion", "evaluate"]
-MODELS = ["tfidf", "text", "image", "fusion", "baseline"]
+MODELS = ["text", "image", "fusion", "baseline"]
 
 
 def ran_stages(output: str) -> list[str]:

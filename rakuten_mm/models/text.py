@@ -71,7 +71,10 @@ def csr_matmul(inputs: tf.SparseTensor, kernel: tf.Variable) -> tf.Tensor:
     @tf.custom_gradient
     def product(weights):
         def gradient(upstream):
-            return sparse_csr_matrix_ops.sparse_matrix_mat_mul(matrix, upstream, adjoint_a=True)
+            # An explicit transpose, not adjoint_a=True: the adjoint kernel sums rows in a
+            # thread-dependent order, so two runs would train different models.
+            transposed = sparse_csr_matrix_ops.sparse_matrix_transpose(matrix, type=tf.float32)
+            return sparse_csr_matrix_ops.sparse_matrix_mat_mul(transposed, upstream)
         return sparse_csr_matrix_ops.sparse_matrix_mat_mul(matrix, weights), gradient
 
     return product(kernel)

@@ -12,7 +12,7 @@ from rakuten_mm.evaluation.latency import per_item_latency_ms
 from rakuten_mm.evaluation.live import StageLive
 from rakuten_mm.evaluation.metrics import classification_scores, per_class_f1
 from rakuten_mm.jsonfiles import write_json
-from rakuten_mm.models.fusion import held_out_validation_predictions
+from rakuten_mm.models.fusion import held_out_validation_predictions, members_used
 from rakuten_mm.models.predictor import MEMBERS, ProductClassifier
 from rakuten_mm.stage import start_stage
 
@@ -73,6 +73,15 @@ def write_predictions(out: Path, test: pd.DataFrame, test_fused: np.ndarray, unl
     submission.to_csv(out / "submission.csv")
 
 
+def served_classifier(every_member: ProductClassifier, models: str) -> ProductClassifier:
+    """What the API loads: only the members the fusion uses (its latency is the one that matters)."""
+    # When the fusion uses every member, that is the classifier already loaded: loading the
+    # models again would cost a third of the stage (the baseline's safe unpickling above all).
+    if set(members_used(every_member.fusion)) == set(every_member.members):
+        return every_member
+    return ProductClassifier(models)
+
+
 def main() -> None:
     """Score every model on the validation and test splits, write predictions, metrics and latency."""
     params, args = start_stage("evaluate", ["dataset", "split", "models", "predictions", "latency"],
@@ -94,8 +103,7 @@ def main() -> None:
             log.info("%s scores: %s", name, {k: round(v["f1_weighted"], 4) for k, v in scores.items()})
         test_rows = rows_of(split, "test")
         log_test_details(live, labels[test_rows], probs["test"]["fused"])
-    # What the API loads: only the members the fusion uses (its latency is the one that matters).
-    served = ProductClassifier(args.models)
+    served = served_classifier(every_member, args.models)
     unlabelled_probs = predict_rows(served, unlabelled, unlabelled_images, np.arange(len(unlabelled)))
     write_predictions(Path(args.predictions), table.iloc[test_rows], probs["test"]["fused"], unlabelled,
                       unlabelled_probs["fused"])

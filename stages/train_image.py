@@ -21,6 +21,7 @@ from rakuten_mm.models.image import (
     build_feature_head,
     build_image_model,
     compose_image_model,
+    flips_in_input_pipeline,
 )
 from rakuten_mm.jsonfiles import write_json
 from rakuten_mm.models.classes import write_classes
@@ -28,7 +29,8 @@ from rakuten_mm.models.determinism import set_determinism
 from rakuten_mm.models.device import device_summary
 from rakuten_mm.models.keras_files import save_keras_model
 from rakuten_mm.models.training import (
-    EpochLogger, array_batches, class_weights, fit_classifier, predict_probabilities, training_batch_size,
+    EpochLogger, array_batches, class_weights, fit_classifier, learning_rate_schedule, predict_probabilities,
+    training_batch_size,
 )
 from rakuten_mm.stage import start_stage
 
@@ -77,7 +79,8 @@ def main() -> None:
     model.summary(print_fn=log.info)
     batch_size = training_batch_size(len(rows["train"]), p)
     batches = {name: array_batches(inputs, rows[name], labels[rows[name]], batch_size,
-                                   shuffle_seed=p["seed"] if name == "train" else None)
+                                   shuffle_seed=p["seed"] if name == "train" else None,
+                                   flip=name == "train" and flips_in_input_pipeline(p))
                for name in ("train", "val")}
     probs = Path(args.probs)
     probs.mkdir(parents=True, exist_ok=True)
@@ -86,7 +89,7 @@ def main() -> None:
         live.log_metric("device/gpus", device["gpus"], plot=False)
         fit_classifier(model, batches["train"], batches["val"], labels[rows["val"]], p,
                        class_weights(labels[rows["train"]], N_CLASSES, p["class_weights"]),
-                       [EpochLogger(live, len(rows["train"]))])
+                       [EpochLogger(live, len(rows["train"])), *learning_rate_schedule(p)])
         for name in ("val", "test"):
             all_rows = rows_of(split, name)
             proba = blank_image_probabilities(len(all_rows), N_CLASSES)

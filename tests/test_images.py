@@ -18,6 +18,7 @@ from rakuten_mm.features.images import (
     pad_to_square,
     preprocess_archive,
     preprocess_image_bytes,
+    without_last_refinement_scan,
 )
 
 SIZE = 16
@@ -177,6 +178,51 @@ def test_decode_jpeg_scaled_uses_dct_scaling(min_size, expected_side):
     image = decode_jpeg_scaled(framed_jpeg((50, 60, 70), side=500, border=100, progressive=True), min_size)
     assert image.mode == "RGB"
     assert image.size == (expected_side, expected_side)
+
+
+def product_photo(progressive: bool = True) -> bytes:
+    """A 500px JPEG of a detailed object on white: its AC coefficients carry real information."""
+    rng = np.random.default_rng(5)
+    pixels = np.full((500, 500, 3), 255, dtype=np.uint8)
+    coarse = rng.integers(0, 220, size=(30, 20, 3), dtype=np.uint8)
+    pixels[80:380, 150:350] = np.asarray(Image.fromarray(coarse).resize((200, 300), Image.Resampling.BICUBIC))
+    return encode(pixels, quality=85, progressive=progressive)
+
+
+def full_decode_at(data: bytes, min_size: int) -> np.ndarray:
+    """Every scan of a JPEG decoded at the DCT scale Pillow picks for min_size."""
+    image = Image.open(io.BytesIO(data))
+    image.draft("RGB", (min_size, min_size))
+    return np.asarray(image.convert("RGB"), dtype=float)
+
+
+def test_progressive_jpeg_at_quarter_scale_skips_only_its_last_refinement_scan():
+    """The last scan (lowest bit of the luminance AC coefficients) is cut off; the pixels barely move."""
+    data = product_photo()
+    short = without_last_refinement_scan(data, 64)
+    assert short.endswith(b"\xff\xd9") and data.startswith(short[:-2]) and len(short) < 0.9 * len(data)
+    skipped, whole = full_decode_at(short, 64), full_decode_at(data, 64)
+    assert skipped.shape == whole.shape == (125, 125, 3)
+    assert 0 < np.abs(skipped - whole).mean() < 1.0
+    # The whole preprocessing stays as close to a decode of every scan.
+    reference = np.asarray(Image.fromarray(pad_to_square(crop_white_border(whole.astype(np.uint8), 240, 2)))
+                           .resize((64, 64), Image.Resampling.HAMMING), dtype=float)
+    assert np.abs(preprocess_image_bytes(data, 64) - reference).mean() < 1.0
+
+
+def test_other_jpegs_keep_every_scan():
+    """Baseline JPEGs, progressive ones decoded at 1/2 scale or more, and damaged files are left whole."""
+    progressive = product_photo()
+    baseline = product_photo(progressive=False)
+    assert without_last_refinement_scan(baseline, 64) == baseline
+    assert without_last_refinement_scan(progressive, 126) == progressive  # 1/2 scale: 250 px
+    truncated = progressive[: len(progressive) - 50]
+    assert without_last_refinement_scan(truncated, 64) == truncated
+    with pytest.raises(UnreadableImageError):
+        preprocess_image_bytes(truncated, 64)
+    png = encode(np.zeros((600, 600, 3), dtype=np.uint8), "PNG")
+    for data in (b"", b"\xff\xd8", b"\xff\xd8\xff\xc2\x00", np.random.default_rng(1).bytes(500), png):
+        assert without_last_refinement_scan(data, 64) == data
 
 
 def test_decode_jpeg_scaled_keeps_both_sides_of_non_square_images():

@@ -18,11 +18,11 @@ from rakuten_mm.models.keras_files import renumber_shared_objects, save_keras_mo
 from rakuten_mm.models.text import (
     adapt_vectorizer, assemble_text_model, build_featurizer, build_sequence_head, build_tfidf_head, text_tensor,
 )
-from rakuten_mm.models.training import array_batches, class_weights, write_features
+from rakuten_mm.models.training import array_batches, class_weights, learning_rate_schedule, write_features
 
 TEXT_PARAMS = dict(max_tokens=200, sequence_length=12, embedding_dim=8, filters=8,
                    kernel_sizes=[2, 3], lstm_units=4, hidden_units=16, dropout=0.1)
-IMAGE_PARAMS = dict(weights="none", freeze_backbone=True, filters=[4, 8], dropout=0.1,
+IMAGE_PARAMS = dict(weights="none", freeze_backbone=True, filters=[4, 8], stem_pool=False, dropout=0.1,
                     augment={"enabled": True, "flip": True, "rotation": 0.05, "zoom": 0.1})
 TEXTS = ["chaise en bois massif"] * 20 + ["roman policier poche"] * 20
 
@@ -77,6 +77,25 @@ def test_image_backbones_give_probabilities(backbone):
     images = np.random.default_rng(0).integers(0, 256, size=(2, 32, 32, 3)).astype("float32")
     probs = np.asarray(model(images, training=False))
     assert probs.shape == (2, 5) and np.allclose(probs.sum(1), 1, atol=1e-5)
+
+
+def test_stem_pool_runs_the_first_block_at_a_quarter_of_the_input_side():
+    def conv_sides(stem_pool: bool) -> list[int]:
+        params = {**IMAGE_PARAMS, "backbone": "small_cnn", "stem_pool": stem_pool}
+        model = build_image_model(params, size=32, n_classes=5)
+        return [layer.output.shape[1] for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+
+    assert conv_sides(stem_pool=False) == [16, 16]
+    assert conv_sides(stem_pool=True) == [16, 8]
+
+
+def test_flips_are_no_longer_a_layer_of_the_model():
+    model = build_image_model({**IMAGE_PARAMS, "backbone": "small_cnn"}, size=32, n_classes=5)
+    kinds = {type(layer).__name__ for layer in model.get_layer("augmentation").layers}
+    assert kinds == {"RandomRotation", "RandomZoom"}
+    no_rotation_or_zoom = {**IMAGE_PARAMS, "augment": {"enabled": True, "flip": True, "rotation": 0, "zoom": 0}}
+    model = build_image_model({**no_rotation_or_zoom, "backbone": "small_cnn"}, size=32, n_classes=5)
+    assert "augmentation" not in [layer.name for layer in model.layers]
 
 
 def test_unknown_backbone_is_rejected():
@@ -134,6 +153,49 @@ def test_array_batches_keep_rows_aligned_with_labels():
     assert sorted(seen) == sorted(rows.tolist()) and seen != rows.tolist()
     ordered = np.concatenate([b.numpy()[:, 0, 0, 0] for b in array_batches(array, rows, None, 3, None)])
     np.testing.assert_array_equal(ordered, rows)
+
+
+def flipped_epoch(array: np.ndarray, labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The images and labels of the first epoch of a fresh flipping pipeline, concatenated."""
+    batches = list(array_batches(array, np.arange(len(array)), labels, batch_size=8, shuffle_seed=seed, flip=True))
+    return np.concatenate([b[0].numpy() for b in batches]), np.concatenate([b[1].numpy() for b in batches])
+
+
+def test_training_flips_mirror_about_half_the_images_reproducibly(tmp_path):
+    # A memory map as in train_image; width 5 so that no image is its own mirror.
+    array = np.lib.format.open_memmap(tmp_path / "images.npy", mode="w+", dtype=np.uint8, shape=(60, 4, 5, 3))
+    array[:] = np.random.default_rng(0).integers(0, 256, size=array.shape, dtype=np.uint8)
+    original = np.array(array)
+    labels = np.arange(60, dtype=np.int32)  # the label of a row is its own number
+    images, batch_labels = flipped_epoch(array, labels, seed=3)
+    mirrored = np.array([(image == original[label][:, ::-1]).all() for image, label in zip(images, batch_labels)])
+    unchanged = np.array([(image == original[label]).all() for image, label in zip(images, batch_labels)])
+    assert (mirrored ^ unchanged).all() and 15 <= mirrored.sum() <= 45
+    again, again_labels = flipped_epoch(array, labels, seed=3)
+    np.testing.assert_array_equal(again, images)
+    np.testing.assert_array_equal(again_labels, batch_labels)
+    assert not np.array_equal(flipped_epoch(array, labels, seed=4)[0], images)
+    np.testing.assert_array_equal(np.asarray(array), original)  # the source rows are never flipped
+    with pytest.raises(ValueError, match="shuffle_seed"):
+        array_batches(array, np.arange(60), labels, batch_size=8, shuffle_seed=None, flip=True)
+
+
+def test_flips_keep_the_epoch_order_of_unflipped_batches():
+    array = np.arange(30, dtype=np.uint8).reshape(30, 1, 1, 1) * np.ones((1, 2, 3, 3), np.uint8)
+    rows, labels = np.arange(30), np.arange(30, dtype=np.int32)
+    plain = [b[1].numpy() for b in array_batches(array, rows, labels, 7, shuffle_seed=5)]
+    flipped = [b[1].numpy() for b in array_batches(array, rows, labels, 7, shuffle_seed=5, flip=True)]
+    np.testing.assert_array_equal(np.concatenate(plain), np.concatenate(flipped))
+
+
+def test_cosine_learning_rate_decays_from_the_rate_towards_zero():
+    params = {"learning_rate": 0.01, "epochs": 4, "learning_rate_schedule": "cosine"}
+    (scheduler,) = learning_rate_schedule(params)
+    rates = [scheduler.schedule(epoch, None) for epoch in range(4)]
+    np.testing.assert_allclose(rates, [0.01, 0.0085355, 0.005, 0.0014645], rtol=1e-4)
+    assert learning_rate_schedule({**params, "learning_rate_schedule": "constant"}) == []
+    with pytest.raises(ValueError, match="learning_rate_schedule"):
+        learning_rate_schedule({**params, "learning_rate_schedule": "linear"})
 
 
 def test_shared_object_ids_are_renumbered_consistently():

@@ -1,7 +1,8 @@
 """Image preprocessing shared by the pipeline stages and the serving API.
 
 Every product image goes through the same steps, here and only here:
-decode (DCT-scaled for JPEG) -> shrink -> crop the white border -> pad to a white square -> resize.
+decode (DCT-scaled for JPEG, without the last progressive scan when it cannot matter at that
+scale) -> shrink -> crop the white border -> pad to a white square -> resize.
 Images whose header declares too many pixels or too extreme an aspect ratio are refused before any
 pixel is decoded, and a large decoded image is shrunk before its square canvas is made, so no image
 costs more than its decoded canvas however large or elongated it claims to be.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import io
 import multiprocessing
+import re
 import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -51,6 +53,17 @@ DEFAULT_MAX_ASPECT_RATIO = 10.0
 WORK_SIDE_FACTOR = 8
 # Modes Image.reduce takes; others (1-bit, palette, 16-bit) are converted first.
 REDUCIBLE_MODES = ("L", "LA", "RGB", "RGBA", "I", "F")
+# At a DCT scale of 1/4 or less, libjpeg rebuilds each 8 x 8 block from its 2 x 2 (or 1) lowest
+# coefficients. The last scan of the standard progressive script (libjpeg's, used by every photo of
+# the real sample and by the synthetic data) only adds the lowest bit of the first component's AC
+# coefficients: skipping it changes the 64 px output by 0.6 grey levels on average (54 dB PSNR on
+# the real photos) and saves a third of the entropy-coded bytes, the bulk of a progressive decode.
+MIN_SCALE_WITHOUT_LAST_BIT = 4
+# In entropy-coded data 0xFF is followed by 0x00 (stuffing) or RSTn: anything else is a marker (the
+# last 0xFF of a run of fill bytes starts it; `\xff+` instead would make the search 10x slower).
+_JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+_SOF2, _SOS, _EOI = 0xC2, 0xDA, 0xD9
+_MAX_JPEG_SEGMENTS = 256
 
 
 class UnreadableImageError(ValueError):
@@ -110,6 +123,53 @@ def shrink_for_work(image: Image.Image, size: int) -> Image.Image:
     return image.reduce(factor)
 
 
+def _progressive_jpeg_layout(data: bytes) -> tuple[bytes, list[int]] | None:
+    """A whole progressive JPEG's frame header (SOF2 segment) and the offset of each scan; None otherwise."""
+    if not data.startswith(b"\xff\xd8"):
+        return None  # not a JPEG (PNG, WebP...): never scanned for markers
+    frame, scans, position = None, [], 2
+    for _ in range(_MAX_JPEG_SEGMENTS):
+        match = _JPEG_MARKER.search(data, position)
+        if match is None:
+            return None  # truncated: left for the decoder to refuse, as before
+        start, marker = match.start(), data[match.start() + 1]
+        if marker == _EOI:
+            return (frame, scans) if frame is not None and len(frame) >= 11 and scans else None
+        end = start + 2 + int.from_bytes(data[start + 2:start + 4], "big")
+        if marker == _SOF2:
+            frame = data[start:end]
+        elif marker == _SOS:
+            scans.append(start)
+        position = end
+    return None
+
+
+def _dct_scale(width: int, height: int, min_size: int) -> int:
+    """The DCT scale Image.draft picks: the largest of 8, 4, 2, 1 keeping both sides >= min_size."""
+    fits = min(width // min_size, height // min_size)
+    return next(scale for scale in (8, 4, 2, 1) if fits >= scale or scale == 1)
+
+
+def without_last_refinement_scan(data: bytes, min_size: int) -> bytes:
+    """A progressive JPEG decoded at 1/4 scale or less without its final first-component AC refinement."""
+    # Anything else (baseline JPEG, another script, a small scale, a damaged file) is returned as is.
+    layout = _progressive_jpeg_layout(data)
+    if layout is None:
+        return data
+    frame, scans = layout
+    height, width = int.from_bytes(frame[5:7], "big"), int.from_bytes(frame[7:9], "big")
+    if min_size < 1 or _dct_scale(width, height, min_size) < MIN_SCALE_WITHOUT_LAST_BIT:
+        return data
+    last = data[scans[-1]:scans[-1] + 10]
+    # SOS header: marker, length, 1 component (the frame's first) and its tables, Ss >= 1, Se, Ah = 1, Al = 0.
+    refines_first_component_ac_lowest_bit = (
+        len(last) == 10 and last[4] == 1 and last[5] == frame[10] and last[7] >= 1 and last[9] == 0x10
+    )
+    if not refines_first_component_ac_lowest_bit or len(scans) < 2:
+        return data
+    return data[:scans[-1]] + b"\xff\xd9"
+
+
 def decode_jpeg_scaled(
     data: bytes,
     min_size: int,
@@ -126,7 +186,7 @@ def decode_jpeg_scaled(
     if min_size < 1:
         raise ValueError(f"min_size must be >= 1, got {min_size}")
     try:
-        with _open_image(data, formats) as image:
+        with _open_image(without_last_refinement_scan(data, min_size), formats) as image:
             check_pixel_count(*image.size, max_pixels)
             check_aspect_ratio(*image.size, max_aspect_ratio)
             if image.format == "JPEG":

@@ -16,15 +16,21 @@ class PretrainedWeightsUnavailableError(RuntimeError):
     """ImageNet weights could not be downloaded."""
 
 
-def augmentation_block(params: dict) -> keras.Sequential:
-    """Random flips, rotations and zooms (each off when 0), active only while training."""
-    steps = [layers.RandomFlip("horizontal")] if params["flip"] else []
+def flips_in_input_pipeline(params: dict) -> bool:
+    """Whether training batches of pixels get random left-right flips (done by array_batches, not a layer)."""
+    return params["input"] == "pixels" and params["augment"]["enabled"] and params["augment"]["flip"]
+
+
+def augmentation_block(params: dict) -> keras.Sequential | None:
+    """Random rotations and zooms (each off when 0), active only while training; None when both are off."""
+    # Flips are not here: mirroring uint8 batches in the input pipeline costs far less than a layer.
+    steps = []
     # Products sit on white: fill what a rotation or zoom uncovers with white, not black.
     if params["rotation"]:
         steps.append(layers.RandomRotation(params["rotation"], fill_mode="constant", fill_value=255.0))
     if params["zoom"]:
         steps.append(layers.RandomZoom(params["zoom"], fill_mode="constant", fill_value=255.0))
-    return keras.Sequential(steps, name="augmentation")
+    return keras.Sequential(steps, name="augmentation") if steps else None
 
 
 def conv_bn_relu(x, filters: int, strides: int = 1):
@@ -39,6 +45,10 @@ def small_cnn(inputs, params: dict):
     x = layers.Rescaling(1.0 / 255)(inputs)
     # The strided stem halves the resolution first: most of a small CNN's CPU cost is there.
     x = conv_bn_relu(x, params["filters"][0], strides=2)
+    if params["stem_pool"]:
+        # Pooling the stem too runs the first block at a quarter of the input side: at 64 px its
+        # convolution at 32 x 32 was over half of a training step's CPU time.
+        x = layers.MaxPooling2D()(x)
     for filters in params["filters"][1:]:
         x = layers.MaxPooling2D()(conv_bn_relu(x, filters))
     return layers.GlobalAveragePooling2D()(x)
@@ -76,7 +86,8 @@ def build_image_model(params: dict, size: int, n_classes: int) -> keras.Model:
     if name not in IMAGE_BACKBONES:
         raise ValueError(f"train_image.backbone must be one of {IMAGE_BACKBONES}, got {name!r}")
     inputs = keras.Input(shape=(size, size, 3), name="image")
-    x = augmentation_block(params["augment"])(inputs) if params["augment"]["enabled"] else inputs
+    augmentation = augmentation_block(params["augment"]) if params["augment"]["enabled"] else None
+    x = augmentation(inputs) if augmentation is not None else inputs
     if name == "small_cnn":
         features = small_cnn(x, params)
     else:

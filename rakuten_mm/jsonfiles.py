@@ -1,6 +1,8 @@
-"""JSON files the stages write and read: sorted keys, UTF-8, a trailing newline."""
+"""JSON files the stages write and read (sorted keys, UTF-8, a trailing newline), and atomic replacement of small state files."""
 
 import json
+import os
+import tempfile
 from pathlib import Path
 
 
@@ -14,3 +16,17 @@ def write_json(data: dict, path: str | Path) -> None:
 def read_json(path: str | Path) -> dict:
     """Read a JSON file."""
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def replace_file(path: Path, text: str, mode: int = 0o644) -> None:
+    """Replace the file by a new one (a new inode) atomically: readers see the old or the new text, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from api_support import add_users, candidate_models, product_jpeg
 from server_utils import background, free_port, wait_for_http
-from rakuten_mm.serving.rollout_state import read_state
+from rakuten_mm.serving.rollout import read_state
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STARTUP_TIMEOUT_S = 180

@@ -26,7 +26,7 @@ from api_support import add_users, candidate_models, product_jpeg
 from browser_support import chromium_binary, chromium_context, running_server, server_env
 from pipeline_utils import run
 from rakuten_mm.monitoring.drift import DriftResult, FeatureDrift, drift_report
-from rakuten_mm.serving.rollout_state import RolloutState, write_state
+from rakuten_mm.serving.rollout import RolloutState, write_state
 from rakuten_mm.serving.security import create_access_token
 
 pytest.importorskip("playwright")

@@ -1,42 +1,74 @@
-"""What the pipeline and the drift monitor wrote about the served models, read defensively for the console.
+"""What the pipeline and the drift monitor wrote about the served models, read defensively (and once per change).
 
-The evaluate stage writes metrics/evaluate/metrics.json (either `{"test": {model: {...}}, "val": ...,
-"per_class_f1": ...}` or, in older runs, `{model: {...}, "per_class_f1": ...}`) and the confusion
-matrix as DVC plot data (a list of {"actual", "predicted"} rows). Any file may be missing, half
+The evaluate stage writes metrics/evaluate/metrics.json (`{"val": {model: {...}}, "test": {model: {...}},
+"per_class_f1": {code: f1}}`) and the confusion matrix as DVC plot data (a list of {"actual", "predicted"} rows). Any file may be missing, half
 written or of another layout: the console then says so instead of failing.
 """
 
+from __future__ import annotations
+
+import functools
 import json
 import logging
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from rakuten_mm.categories import CATEGORY_NAMES
 from rakuten_mm.serving.config import Settings
-from rakuten_mm.serving.deployment import Served
-from rakuten_mm.serving.monitoring import read_drift_report
-from rakuten_mm.serving.service import PredictionService
+
+if TYPE_CHECKING:  # deployment's metrics read the drift report through this module
+    from rakuten_mm.serving.deployment import LoadedModels, Served
 
 log = logging.getLogger(__name__)
 METRIC_NAMES = ("accuracy", "f1_weighted", "f1_macro", "coverage")
 # Sections of metrics.json, most wanted first: the test split is what the README reports.
 SPLIT_SECTIONS = ("test", "val")
-# The model whose per-class F1 is shown when the file holds one mapping per model.
-PER_CLASS_MODEL = "fusion"
 DRIFT_FIELDS = ("test", "score", "threshold", "drifted", "n_reference", "n_production")
 
 
-def read_json(path: Path) -> object | None:
-    """A JSON file's content, None when absent or unreadable (logged)."""
+def file_stamp(path: Path) -> tuple | None:
+    """What changes whenever a file is rewritten: (mtime, size, inode); None when it is absent."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        stat = path.stat()
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as error:
+    return stat.st_mtime_ns, stat.st_size, stat.st_ino
+
+
+@functools.lru_cache(maxsize=64)
+def parsed_file(path: Path, stamp: tuple, parse: Callable[[str], object]) -> object:
+    """A file's parsed content; cached per stamp, so it is read again only once it changed."""
+    return parse(path.read_text(encoding="utf-8"))
+
+
+def read_file(path: Path, parse: Callable[[str], object] = json.loads) -> object | None:
+    """A JSON (or, with parse, other) file's content, None when absent or unreadable (logged); read once per change."""
+    stamp = file_stamp(path)
+    if stamp is None:
+        return None
+    try:
+        return parsed_file(path, stamp, parse)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, yaml.YAMLError) as error:
+        # Caught mid-write or broken: the caller shows nothing rather than failing.
         log.warning("cannot read %s: %s", path, error)
         return None
+
+
+def read_drift_report(path: Path) -> dict | None:
+    """The drift report's content, None when the file is absent or not a readable report."""
+    report = read_file(path)
+    if report is None:
+        return None
+    if not isinstance(report, dict) or not isinstance(report.get("features"), dict):
+        log.warning("drift report %s has no 'features' mapping", path)
+        return None
+    return report
 
 
 def model_scores(section: dict) -> dict[str, dict[str, float]]:
@@ -48,11 +80,9 @@ def model_scores(section: dict) -> dict[str, dict[str, float]]:
     return scores
 
 
-def per_class_f1(data: dict, section: dict) -> list[dict]:
-    """[{prdtypecode, category, f1}] in code order, from a flat {code: f1} or a per-model mapping."""
-    values = data.get("per_class_f1", section.get("per_class_f1"))
-    if isinstance(values, dict) and values and all(isinstance(v, dict) for v in values.values()):
-        values = values.get(PER_CLASS_MODEL) or next(iter(values.values()))
+def per_class_f1(data: dict) -> list[dict]:
+    """[{prdtypecode, category, f1}] in code order, from the file's {code: f1}."""
+    values = data.get("per_class_f1")
     if not isinstance(values, dict):
         return []
     rows = []
@@ -63,17 +93,16 @@ def per_class_f1(data: dict, section: dict) -> list[dict]:
 
 
 def evaluation_metrics(path: Path) -> dict | None:
-    """Scores per model (test section if present, else validation, else the top level) and per-class F1."""
-    data = read_json(path)
+    """Scores per model of the test section (else the validation one) and per-class F1."""
+    data = read_file(path)
     if not isinstance(data, dict):
         return None
     split = next((name for name in SPLIT_SECTIONS if isinstance(data.get(name), dict)), None)
-    section = data[split] if split else data
-    scores = model_scores(section)
+    scores = model_scores(data[split]) if split else {}
     if not scores:
         log.warning("%s holds no model scores", path)
         return None
-    return {"split": split or "test", "models": scores, "per_class_f1": per_class_f1(data, section)}
+    return {"split": split, "models": scores, "per_class_f1": per_class_f1(data)}
 
 
 def label_order(label: str) -> tuple:
@@ -83,7 +112,7 @@ def label_order(label: str) -> tuple:
 
 def confusion_matrix(path: Path) -> dict | None:
     """{labels, matrix} counting (actual, predicted) pairs of the DVC plot data; labels in code order."""
-    rows = read_json(path)
+    rows = read_file(path)
     if not isinstance(rows, list):
         return None
     pairs = Counter((str(r["actual"]), str(r["predicted"])) for r in rows
@@ -96,35 +125,33 @@ def confusion_matrix(path: Path) -> dict | None:
 
 def evaluated_model_outs(dvc_lock: Path) -> dict[str, str]:
     """md5 of each models/ dependency of the evaluate stage in a dvc.lock (empty without one)."""
-    try:
-        stages = (yaml.safe_load(dvc_lock.read_text(encoding="utf-8")) or {}).get("stages", {})
-    except (OSError, yaml.YAMLError):
-        return {}
+    lock = read_file(dvc_lock, yaml.safe_load)
+    stages = lock.get("stages", {}) if isinstance(lock, dict) else {}
     deps = stages.get("evaluate", {}).get("deps", [])
     return {d["path"]: d["md5"] for d in deps if str(d.get("path", "")).startswith("models/") and "md5" in d}
 
 
-def matches_served(service: PredictionService, project: Path) -> bool | None:
+def matches_served(models: LoadedModels, project: Path) -> bool | None:
     """Whether evaluate scored exactly the served model files (None when dvc.lock cannot tell)."""
-    if service.identity.source != "dvc.lock":
+    if models.identity.source != "dvc.lock":
         return None
     evaluated = evaluated_model_outs(project / "dvc.lock")
     if not evaluated:
         return None
-    return all(evaluated.get(path) == md5 for path, md5 in service.model_outs.items())
+    return all(evaluated.get(path) == md5 for path, md5 in models.model_outs.items())
 
 
-def served_evaluation(service: PredictionService, variant: str, settings: Settings) -> dict:
+def served_evaluation(models: LoadedModels, variant: str, settings: Settings) -> dict:
     """The evaluate outputs beside one served models folder."""
-    project = service.models_dir.parent
+    project = models.folder.parent
     metrics_path, matrix_path = project / settings.evaluate_metrics, project / settings.confusion_matrix
     metrics = evaluation_metrics(metrics_path)
     return {
         "variant": variant,
-        "model_version": service.version,
+        "model_version": models.version,
         "metrics": metrics,
         "confusion_matrix": confusion_matrix(matrix_path),
-        "matches_served": matches_served(service, project) if metrics else None,
+        "matches_served": matches_served(models, project) if metrics else None,
     }
 
 

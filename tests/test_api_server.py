@@ -34,7 +34,8 @@ def api_env(repo: Path, tmp_path: Path, users_file: Path) -> dict[str, str]:
             "RAKUTEN_API_USERS_FILE": str(users_file), "RAKUTEN_API_LOG_DIR": str(tmp_path / "logs"),
             "RAKUTEN_API_ROLLOUT_FILE": str(tmp_path / "deployments" / "rollout.json"),
             "RAKUTEN_API_PREDICTION_LOG": str(tmp_path / "logs" / "predictions.jsonl"),
-            "RAKUTEN_API_DRIFT_REPORT": str(tmp_path / "drift.json")}
+            "RAKUTEN_API_DRIFT_REPORT": str(tmp_path / "drift.json"),
+            "RAKUTEN_API_METRICS_TOKEN": secrets.token_urlsafe(24)}
 
 
 @contextmanager

@@ -413,6 +413,12 @@ def test_prometheus_and_grafana_reach_the_compose_services():
         host, port = target.rsplit(":", 1)
         assert host == "localhost" or COMPOSE_SERVICES.get(host) == int(port), target
     assert "api:8000" in targets
+    # The API's scrape sends the metrics token: the compose secret made of the API's own setting.
+    api_job, = [job for job in prometheus["scrape_configs"] if job["job_name"] == "rakuten-api"]
+    assert api_job["authorization"]["credentials_file"] == "/run/secrets/metrics_token"
+    assert services["prometheus"]["secrets"] == ["metrics_token"]
+    assert compose()["secrets"]["metrics_token"] == {"environment": "RAKUTEN_API_METRICS_TOKEN"}
+    assert "RAKUTEN_API_METRICS_TOKEN" in services["api"]["environment"]
     grafana_mounts = dict(volume.split(":")[:2] for volume in services["grafana"]["volumes"])
     dashboards_target = grafana_mounts["./monitoring/grafana/dashboards"]
     for provider_file in (REPO_ROOT / "monitoring/grafana/provisioning/dashboards").glob("*.yml"):
@@ -739,6 +745,7 @@ def test_api_entrypoint_serves_the_bundle_with_the_serving_requirements_only(pub
     probe = subprocess.run([sys.executable, "-c", "import fastapi; import dvc"], env=env,
                            capture_output=True, text=True, cwd=tmp_path)
     assert probe.returncode != 0 and "not in requirements-serve.txt" in probe.stderr, probe.stderr[-2000:]
+    env["RAKUTEN_API_METRICS_TOKEN"] = secrets.token_urlsafe(24)
     stale = Path(env["PROMETHEUS_MULTIPROC_DIR"]) / "counter_4242.db"
     stale.parent.mkdir(parents=True, exist_ok=True)
     stale.write_bytes(b"left by a previous run")
@@ -749,7 +756,7 @@ def test_api_entrypoint_serves_the_bundle_with_the_serving_requirements_only(pub
                                   stdout=sink, stderr=subprocess.STDOUT)
     try:
         wait_until_healthy(port, server, output, env)
-        status = exercise_api(f"http://127.0.0.1:{port}", username, password)
+        status = exercise_api(f"http://127.0.0.1:{port}", username, password, env["RAKUTEN_API_METRICS_TOKEN"])
     finally:
         stop(server)
     lock = yaml.safe_load((published["bundle"] / "current" / "dvc.lock").read_text())["stages"]
@@ -782,8 +789,8 @@ def wait_until_healthy(port: int, server: subprocess.Popen, output: Path, env: d
     pytest.fail(f"the health check did not pass within {STARTUP_TIMEOUT_S} s:\n{output.read_text()[-4000:]}")
 
 
-def exercise_api(base_url: str, username: str, password: str) -> dict:
-    """A token, a prediction with an image, and the metrics of both workers; returns /status."""
+def exercise_api(base_url: str, username: str, password: str, metrics_token: str) -> dict:
+    """A token, a prediction with an image, and the metrics of both workers (all with the token); returns /status."""
     with httpx.Client(base_url=base_url, timeout=60) as client:
         status = client.get("/status").json()
         assert status["models_loaded"] and status["model_version"] not in ("", "unknown")
@@ -794,7 +801,9 @@ def exercise_api(base_url: str, username: str, password: str) -> dict:
                                files={"image": ("photo.jpg", product_jpeg(), "image/jpeg")})
         assert response.status_code == 200, response.text
         assert response.json()["modalities"] == ["text", "image"]
-        metrics = client.get("/metrics").text
+        metrics = client.get("/metrics", headers={"Authorization": f"Bearer {metrics_token}"}).text
+        anonymous = client.get("/metrics").text
+    assert 'handler="/predict"' in anonymous and "rakuten_predictions" not in anonymous
     assert f'version="{status["model_version"]}"' in metrics
     assert re.search(r"^rakuten_predictions_total\{.*\} 1\.0$", metrics, re.MULTILINE), metrics[-2000:]
     return status

@@ -512,10 +512,11 @@ def test_compose_and_k8s_share_rate_limit_counters_in_their_redis():
     assert uri["arg"].startswith("redis://redis:6379/") and "ports" not in services["redis"]
     assert services["api"]["depends_on"]["redis"]["condition"] == "service_healthy"
     assert services["redis"]["user"].split(":")[0] != "0" and services["redis"]["read_only"] is True
-    storage = k8s_object("ConfigMap")["data"]["RAKUTEN_API_RATE_LIMIT_STORAGE_URI"]
+    api_env = {v["name"]: v for v in k8s_object("Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    storage = api_env["RAKUTEN_API_RATE_LIMIT_STORAGE_URI"]["value"]
     service, deployment = k8s_object("Service", "rakuten-redis"), k8s_object("Deployment", "rakuten-redis")
     (port,) = service["spec"]["ports"]
-    assert storage.startswith(f"redis://{service['metadata']['name']}:{port['port']}/")
+    assert storage.startswith(f"redis://:$(RAKUTEN_REDIS_PASSWORD)@{service['metadata']['name']}:{port['port']}/")
     pod = deployment["spec"]["template"]["spec"]
     assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
     (redis_container,) = pod["containers"]
@@ -524,6 +525,43 @@ def test_compose_and_k8s_share_rate_limit_counters_in_their_redis():
     assert {"cpu", "memory"} <= redis_container["resources"]["limits"].keys()
     context = redis_container["securityContext"]
     assert context["readOnlyRootFilesystem"] is True and context["capabilities"]["drop"] == ["ALL"]
+
+
+def test_k8s_redis_wants_the_secret_password_and_admits_only_api_pods():
+    redis_pod = k8s_object("Deployment", "rakuten-redis")["spec"]["template"]
+    (redis,) = redis_pod["spec"]["containers"]
+    redis_env = {v["name"]: v["valueFrom"]["secretKeyRef"] for v in redis["env"]}
+    assert redis["args"][-2:] == ["--requirepass", "$(REDIS_PASSWORD)"]
+    assert redis_env["REDIS_PASSWORD"] == redis_env["REDISCLI_AUTH"] == {"name": "rakuten-api-secrets",
+                                                                          "key": "RAKUTEN_REDIS_PASSWORD"}
+    api = k8s_object("Deployment")["spec"]["template"]["spec"]["containers"][0]
+    names = [v["name"] for v in api["env"]]
+    # Kubernetes expands $(NAME) only from variables defined before the one that uses it.
+    assert names.index("RAKUTEN_REDIS_PASSWORD") < names.index("RAKUTEN_API_RATE_LIMIT_STORAGE_URI")
+    assert api["env"][names.index("RAKUTEN_REDIS_PASSWORD")]["valueFrom"]["secretKeyRef"]["key"] == (
+        "RAKUTEN_REDIS_PASSWORD")
+    assert "RAKUTEN_REDIS_PASSWORD=" in (K8S_DIR / "secrets.env.example").read_text()
+    policy = k8s_object("NetworkPolicy", "rakuten-redis")
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= redis_pod["metadata"]["labels"].items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = policy["spec"]["ingress"]
+    (peer,) = rule["from"]
+    api_labels = k8s_object("Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert set(peer) == {"podSelector"} and peer["podSelector"]["matchLabels"].items() <= api_labels.items()
+    assert not peer["podSelector"]["matchLabels"].items() <= redis_pod["metadata"]["labels"].items()
+    assert [p["port"] for p in rule["ports"]] == ["redis"]
+
+
+def test_k8s_trusts_forwarded_for_only_from_the_ingress():
+    proxies = Settings(_env_file=None, trusted_proxies=k8s_object("ConfigMap")["data"]["RAKUTEN_API_TRUSTED_PROXIES"],
+                       secret_key="x" * 32).trusted_proxies
+    assert proxies, "behind an Ingress every client would share one /token budget"
+    policy = k8s_object("NetworkPolicy")
+    assert policy["spec"]["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "rakuten-api"}
+    peers = [peer for rule in policy["spec"]["ingress"] for peer in rule["from"]]
+    # Namespaces only (the Ingress controller's, monitoring's): no pod of the API's own namespace may connect.
+    assert peers and all(set(peer) == {"namespaceSelector"} for peer in peers)
+    assert "ingress-nginx" in {peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for peer in peers}
 
 
 def test_k8s_config_sets_only_real_api_settings():

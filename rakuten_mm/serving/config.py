@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0)
     # Longest side over shortest side; a more elongated image is refused (422) before decoding.
     max_image_aspect_ratio: float = Field(DEFAULT_MAX_ASPECT_RATIO, ge=1)
+    # PNG and WebP decode whole (Pillow cannot reduce them while decoding, as it does JPEGs): at most
+    # this many declared pixels of them per request (images past it are refused, or text-only in a
+    # batch), and per worker one decode over LARGE_DECODE_PIXELS at a time.
+    max_request_image_pixels: int = Field(2 * DEFAULT_MAX_PIXELS, gt=0)
     max_batch_size: int = Field(128, gt=0)
     max_batch_bytes: int = Field(50 * MIB, gt=0)
     # /metrics: anonymous callers get the operational series only (HTTP, process, rate-limit store);

@@ -6,7 +6,9 @@ every uvicorn worker follows the file without a restart. A prediction goes from 
 Deployment.predict, then straight to the ProductClassifier of the variant that answers.
 """
 
+import contextlib
 import hashlib
+import io
 import logging
 import threading
 import time
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from rakuten_mm.categories import CATEGORY_NAMES, CODES
 from rakuten_mm.features.images import ImageAspectRatioError, ImageTooLargeError, UnsupportedImageFormatError
@@ -35,8 +38,14 @@ TOP_K = 5
 NO_IMAGE_NOTE = "no image: predicted from the text alone"
 # What the public /status says about a failed reload: a code, never the error's text (it names files).
 RELOAD_ERROR_CODES = ((RolloutError, "rollout_file_invalid"), (ModelsNotFoundError, "models_not_found"))
+# A PNG or WebP larger than this decodes whole into hundreds of MB: one such decode per worker at a time.
+LARGE_DECODE_PIXELS = 4_000_000
 REJECTION_REASONS = ((UnsupportedImageFormatError, "unsupported_format"), (ImageTooLargeError, "too_many_pixels"),
                      (ImageAspectRatioError, "aspect_ratio"))
+
+
+class DecodeBudgetError(ImageTooLargeError):
+    """The request's PNG and WebP images declare more pixels in all than RAKUTEN_API_MAX_REQUEST_IMAGE_PIXELS."""
 
 
 class ProductImageError(ValueError):
@@ -60,6 +69,33 @@ class ProductInput:
     product_identifier: str | None = None
     # Set when the image was refused and the product predicted from its text (batches), saying why.
     image_note: str | None = None
+
+
+def full_decode_pixels(image_bytes: bytes | None) -> int:
+    """Pixels a PNG or WebP header declares (decoded whole); 0 for JPEG (reduced while decoding) and the rest."""
+    if not image_bytes:
+        return 0
+    try:
+        with Image.open(io.BytesIO(image_bytes), formats=("PNG", "WEBP")) as image:
+            return image.width * image.height
+    except Exception:  # not a PNG or WebP header: prepare_product decides what it is
+        return 0
+
+
+class DecodeBudget:
+    """The PNG and WebP pixels one request may still decode, and the worker's one-large-decode-at-a-time lock."""
+
+    def __init__(self, max_pixels: int, large_decode: contextlib.AbstractContextManager):
+        self.left, self.large_decode = max_pixels, large_decode
+
+    def take(self, image_bytes: bytes | None) -> contextlib.AbstractContextManager | None:
+        """The lock to hold while decoding this image (None: small enough); DecodeBudgetError past the budget."""
+        pixels = full_decode_pixels(image_bytes)
+        if pixels > self.left:
+            raise DecodeBudgetError(f"image of {pixels} pixels is over what is left of the request's "
+                                    f"budget of PNG/WebP pixels ({self.left})")
+        self.left -= pixels
+        return self.large_decode if pixels > LARGE_DECODE_PIXELS else None
 
 
 def reload_error_code(error: Exception) -> str:
@@ -205,6 +241,7 @@ class Deployment:
         self._seen_fingerprint = None
         self._checked_at = time.monotonic()
         self._lock = threading.Lock()
+        self._large_decode = threading.Lock()
         with self._lock:
             self._reload_locked(reuse=False, strict=True)  # a broken setup stops the start
 
@@ -217,7 +254,8 @@ class Deployment:
             groups.setdefault(served.variant_of(product), []).append(row)
         # Every image is checked before any model runs: a refused one fails a /predict request, counting
         # nothing; in a batch it makes its product text-only.
-        inputs = {variant: [self._prepare(served.models(variant), products[row], row, endpoint == "batch")
+        budget = DecodeBudget(self.settings.max_request_image_pixels, self._large_decode)
+        inputs = {variant: [self._prepare(served.models(variant), products[row], row, budget, endpoint == "batch")
                             for row in rows] for variant, rows in groups.items()}
         results: list[dict | None] = [None] * len(products)
         for variant, rows in groups.items():
@@ -235,7 +273,8 @@ class Deployment:
         self.prediction_log.record(products, results)
         return results
 
-    def _prepare(self, models: LoadedModels, product: ProductInput, row: int, image_fallback: bool) -> tuple:
+    def _prepare(self, models: LoadedModels, product: ProductInput, row: int, budget: DecodeBudget,
+                 image_fallback: bool) -> tuple:
         """Model inputs of one product, with this API's image limits; ProductImageError names a refused image.
 
         image_fallback: a refused image makes its product text-only, with a note saying why, as
@@ -244,8 +283,9 @@ class Deployment:
         limits = dict(max_image_pixels=self.settings.max_image_pixels, image_formats=IMAGE_FORMATS,
                       max_image_aspect_ratio=self.settings.max_image_aspect_ratio)
         try:
-            return models.classifier.prepare_product(product.designation, product.description, product.image_bytes,
-                                                     **limits)
+            with budget.take(product.image_bytes) or contextlib.nullcontext():
+                return models.classifier.prepare_product(product.designation, product.description,
+                                                         product.image_bytes, **limits)
         except UnreadableImageError as error:
             self.metrics.rejected_images.labels(rejection_reason(error)).inc()
             if not image_fallback:

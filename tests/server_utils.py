@@ -68,20 +68,20 @@ def missing(message: str) -> None:
     """A test's tool is not installed: fail under CI (CI=true; .ci/run installs it), skip elsewhere."""
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"{message} (.ci/run installs it on CI)")
-    pytest.skip(message)
+    pytest.skip(message, allow_module_level=True)
 
 
-def required_program(name: str, package: str) -> str:
-    """Path of a program the test starts; missing() names the Debian package when it is absent."""
-    path = shutil.which(name)
-    if path is None:
-        missing(f"{name} not found: apt-get install -y --no-install-recommends {package}")
-    return path
+def required_program(name: str, package: str, path: str | None = None) -> str:
+    """Path of a program the test starts (found on path, default PATH); missing() names its package when absent."""
+    found = shutil.which(name, path=path) if path else shutil.which(name)
+    if found is None:
+        missing(f"{name} not found: {package}")
+    return found
 
 
 def start_redis(port: int, folder: Path, timeout_s: float = 30) -> subprocess.Popen:
     """A throw-away redis-server on 127.0.0.1:port, without persistence, answering PING; the caller stops it."""
-    command = [required_program("redis-server", "redis-server"), "--bind", "127.0.0.1", "--port", str(port),
+    command = [required_program("redis-server", "apt-get install -y redis-server"), "--bind", "127.0.0.1", "--port", str(port),
                "--save", "", "--appendonly", "no", "--dir", str(folder)]
     with (folder / f"redis-{port}.out").open("a") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)

@@ -9,7 +9,6 @@ proxy handling would trust) cannot choose its address with the header.
 import json
 import os
 import secrets
-import subprocess
 import sys
 import uuid
 from collections.abc import Iterator

@@ -9,9 +9,7 @@ the series are there and whether every dashboard panel and alert rule evaluates.
 import base64
 import json
 import math
-import os
 import re
-import shutil
 import subprocess
 import time
 from collections import Counter
@@ -26,7 +24,7 @@ import pytest
 import yaml
 
 from api_support import add_users, candidate_models, product_jpeg
-from server_utils import background, free_port, wait_for_http
+from server_utils import background, free_port, required_program, wait_for_http
 from test_api_server import api_env, running_server
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -66,13 +64,7 @@ DRIFT_REPORT = {
 
 def binary(name: str) -> str:
     """Path of a Prometheus binary; missing fails under CI (CI=true) and skips elsewhere."""
-    path = shutil.which(name)
-    if path:
-        return path
-    message = f"{name} not found: apt-get install -y --no-install-recommends {BINARIES[name]}"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{message} (.ci/run installs it on CI)")
-    pytest.skip(message)
+    return required_program(name, f"apt-get install -y --no-install-recommends {BINARIES[name]}")
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess:

@@ -30,3 +30,12 @@ def replace_file(path: Path, text: str, mode: int = 0o644) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def file_fingerprint(path: Path) -> tuple | None:
+    """What changes whenever the file is rewritten or touched: (mtime, size, inode); None when it does not exist."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_mtime_ns, stat.st_size, stat.st_ino

@@ -21,12 +21,13 @@ from PIL import Image
 
 from rakuten_mm.categories import CATEGORY_NAMES, CODES
 from rakuten_mm.features.images import ImageAspectRatioError, ImageTooLargeError, UnsupportedImageFormatError
+from rakuten_mm.jsonfiles import file_fingerprint
 from rakuten_mm.models.predictor import ProductClassifier, UnreadableImageError
 from rakuten_mm.serving.config import IMAGE_FORMATS, Settings
 from rakuten_mm.serving.metrics import ApiMetrics
 from rakuten_mm.serving.prediction_log import PredictionLog
 from rakuten_mm.serving.rollout import (
-    ReloadError, RolloutError, RolloutState, file_fingerprint, read_state, touch_or_create,
+    ReloadError, RolloutError, RolloutState, read_state, touch_or_create,
 )
 from rakuten_mm.serving.versions import (
     ModelsNotFoundError, ModelsVersion, check_models_dir, identify_models, models_fingerprint, same_folder,

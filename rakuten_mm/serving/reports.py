@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from rakuten_mm.categories import CATEGORY_NAMES
+from rakuten_mm.jsonfiles import file_fingerprint
 from rakuten_mm.serving.config import Settings
 
 if TYPE_CHECKING:  # deployment's metrics read the drift report through this module
@@ -30,15 +31,6 @@ SPLIT_SECTIONS = ("test", "val")
 DRIFT_FIELDS = ("test", "score", "threshold", "drifted", "n_reference", "n_production")
 
 
-def file_stamp(path: Path) -> tuple | None:
-    """What changes whenever a file is rewritten: (mtime, size, inode); None when it is absent."""
-    try:
-        stat = path.stat()
-    except FileNotFoundError:
-        return None
-    return stat.st_mtime_ns, stat.st_size, stat.st_ino
-
-
 @functools.lru_cache(maxsize=64)
 def parsed_file(path: Path, stamp: tuple, parse: Callable[[str], object]) -> object:
     """A file's parsed content; cached per stamp, so it is read again only once it changed."""
@@ -47,7 +39,7 @@ def parsed_file(path: Path, stamp: tuple, parse: Callable[[str], object]) -> obj
 
 def read_file(path: Path, parse: Callable[[str], object] = json.loads) -> object | None:
     """A JSON (or, with parse, other) file's content, None when absent or unreadable (logged); read once per change."""
-    stamp = file_stamp(path)
+    stamp = file_fingerprint(path)
     if stamp is None:
         return None
     try:

@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
-from rakuten_mm.jsonfiles import replace_file
+from rakuten_mm.jsonfiles import file_fingerprint, replace_file
 from rakuten_mm.serving.config import RolloutClientSettings, Settings
 from rakuten_mm.serving.versions import check_models_dir, files_outs, identify_models, same_folder
 
@@ -66,15 +66,6 @@ class RolloutState:
             raise RolloutError(f"candidate_share must be between 0 and 1, not {self.candidate_share!r}")
         if self.candidate is None and self.candidate_share:
             raise RolloutError("candidate_share is above 0 but no candidate is named")
-
-
-def file_fingerprint(path: Path) -> tuple | None:
-    """What changes whenever the file is rewritten or touched; None when it does not exist."""
-    try:
-        stat = path.stat()
-    except FileNotFoundError:
-        return None
-    return stat.st_mtime_ns, stat.st_size, stat.st_ino
 
 
 def read_state(path: Path, default_current: Path) -> RolloutState:

@@ -175,9 +175,8 @@ def auth_router(limiter: Limiter, settings: Settings) -> APIRouter:
 
 # --- POST /predict, POST /predict/batch ---
 
-def predict_router(limiter: Limiter, settings: Settings) -> APIRouter:
-    """The prediction routes, rate-limited per user, with this app's body size limits."""
-    router = APIRouter(tags=["prediction"], responses=PREDICT_ERRORS)
+def add_predict_route(router: APIRouter, limiter: Limiter, settings: Settings) -> None:
+    """POST /predict: one product as a multipart form, rate-limited per user."""
 
     @router.post("/predict", response_model=Prediction, max_body_size=settings.predict_body_limit,
                  summary="Predict the product type of one product")
@@ -207,6 +206,10 @@ def predict_router(limiter: Limiter, settings: Settings) -> APIRouter:
         results = await run_in_threadpool(models.predict, [product], "predict", include_probabilities)
         return answered(request, results)[0]
 
+
+def add_batch_route(router: APIRouter, limiter: Limiter, settings: Settings) -> None:
+    """POST /predict/batch: a JSON list of products or a CSV file, rate-limited per user."""
+
     @router.post("/predict/batch", response_model=BatchResponse, max_body_size=settings.max_batch_bytes,
                  openapi_extra=batch_request_body(settings.max_batch_size),
                  summary="Predict a batch: a JSON list of products or a CSV file")
@@ -231,6 +234,12 @@ def predict_router(limiter: Limiter, settings: Settings) -> APIRouter:
         predictions = [{**result, "row": row} for row, result in enumerate(answered(request, results))]
         return {"count": len(predictions), "model_version": current_version, "predictions": predictions}
 
+
+def predict_router(limiter: Limiter, settings: Settings) -> APIRouter:
+    """The prediction routes, rate-limited per user, with this app's body size limits."""
+    router = APIRouter(tags=["prediction"], responses=PREDICT_ERRORS)
+    add_predict_route(router, limiter, settings)
+    add_batch_route(router, limiter, settings)
     return router
 
 

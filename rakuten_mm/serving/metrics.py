@@ -4,6 +4,7 @@ Anonymous scrapes get the operational series only (HTTP, process, rate-limit sto
 drift series go to callers with RAKUTEN_API_METRICS_TOKEN (Prometheus, monitoring/prometheus.yml).
 """
 
+import logging
 import os
 from collections.abc import Iterable, Iterator
 from datetime import datetime
@@ -16,9 +17,10 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from prometheus_fastapi_instrumentator import Instrumentator
 
-from rakuten_mm.serving.reports import read_drift_report
+from rakuten_mm.jsonfiles import read_file
 from rakuten_mm.serving.versions import MODEL_PARTS
 
+log = logging.getLogger(__name__)
 # Model inference is milliseconds on CPU; the instrumentator's default buckets start at 100 ms.
 INFERENCE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -81,6 +83,17 @@ class ApiMetrics:
             self.predictions.labels(str(code), version).inc()
             if not image:
                 self.without_image.labels(endpoint, version).inc()
+
+
+def read_drift_report(path: Path) -> dict | None:
+    """The drift report's content, None when the file is absent or not a readable report."""
+    report = read_file(path)
+    if report is None:
+        return None
+    if not isinstance(report, dict) or not isinstance(report.get("features"), dict):
+        log.warning("drift report %s has no 'features' mapping", path)
+        return None
+    return report
 
 
 def report_timestamp(report: dict) -> float | None:

@@ -5,62 +5,23 @@ The evaluate stage writes metrics/evaluate/metrics.json (`{"val": {model: {...}}
 written or of another layout: the console then says so instead of failing.
 """
 
-from __future__ import annotations
-
-import functools
-import json
 import logging
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import yaml
 
 from rakuten_mm.categories import CATEGORY_NAMES
-from rakuten_mm.jsonfiles import file_fingerprint
+from rakuten_mm.jsonfiles import read_file
 from rakuten_mm.serving.config import Settings
-
-if TYPE_CHECKING:  # deployment's metrics read the drift report through this module
-    from rakuten_mm.serving.deployment import LoadedModels, Served
+from rakuten_mm.serving.deployment import LoadedModels, Served
+from rakuten_mm.serving.metrics import read_drift_report
 
 log = logging.getLogger(__name__)
 METRIC_NAMES = ("accuracy", "f1_weighted", "f1_macro", "coverage")
 # Sections of metrics.json, most wanted first: the test split is what the README reports.
 SPLIT_SECTIONS = ("test", "val")
 DRIFT_FIELDS = ("test", "score", "threshold", "drifted", "n_reference", "n_production")
-
-
-@functools.lru_cache(maxsize=64)
-def parsed_file(path: Path, stamp: tuple, parse: Callable[[str], object]) -> object:
-    """A file's parsed content; cached per stamp, so it is read again only once it changed."""
-    return parse(path.read_text(encoding="utf-8"))
-
-
-def read_file(path: Path, parse: Callable[[str], object] = json.loads) -> object | None:
-    """A JSON (or, with parse, other) file's content, None when absent or unreadable (logged); read once per change."""
-    stamp = file_fingerprint(path)
-    if stamp is None:
-        return None
-    try:
-        return parsed_file(path, stamp, parse)
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, yaml.YAMLError) as error:
-        # Caught mid-write or broken: the caller shows nothing rather than failing.
-        log.warning("cannot read %s: %s", path, error)
-        return None
-
-
-def read_drift_report(path: Path) -> dict | None:
-    """The drift report's content, None when the file is absent or not a readable report."""
-    report = read_file(path)
-    if report is None:
-        return None
-    if not isinstance(report, dict) or not isinstance(report.get("features"), dict):
-        log.warning("drift report %s has no 'features' mapping", path)
-        return None
-    return report
 
 
 def model_scores(section: dict) -> dict[str, dict[str, float]]:

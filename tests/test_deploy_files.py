@@ -460,8 +460,10 @@ def test_api_deployment_is_probed_limited_and_non_root():
     uid = int(arg_defaults(dockerfile_instructions(DOCKER_DIR / "api.Dockerfile"))["APP_UID"])
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == uid
     (api,) = [container for container in pod["containers"] if container["name"] == "api"]
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert api[probe]["httpGet"]["path"] == "/status", probe
+    # Ready once the models are loaded, and still ready (degraded) while Redis is down.
+    paths = {"startupProbe": "/status", "livenessProbe": "/status", "readinessProbe": "/health/ready"}
+    for probe, path in paths.items():
+        assert api[probe]["httpGet"]["path"] == path, probe
         assert api[probe]["httpGet"]["port"] in [port["name"] for port in api["ports"]], probe
     assert [port["containerPort"] for port in api["ports"]] == [COMPOSE_SERVICES["api"]]
     for container in pod["containers"] + pod.get("initContainers", []):

@@ -38,6 +38,7 @@ def make_settings(repo: Path, tmp: Path, **overrides) -> Settings:
         predict_rate_limit="1000/minute", batch_rate_limit="1000/minute", token_rate_limit="1000/minute",
         rollout_file=tmp / "deployments" / "rollout.json", rollout_check_seconds=0,
         prediction_log=tmp / "logs" / "predictions.jsonl", drift_report=tmp / "drift.json",
+        metrics_token=secrets.token_urlsafe(24),
     )
     return Settings(_env_file=None, **{**values, **overrides})
 
@@ -84,6 +85,13 @@ class Api:
         """Authorization header of a new admin user of this app."""
         (name, password), = add_users(self.settings.users_file, prefix="admin", admin=True).items()
         return {"Authorization": f"Bearer {self.token(name, password)}"}
+
+    def metrics(self, trusted: bool = True) -> str:
+        """GET /metrics, with the metrics token (every series) or anonymously (the public ones)."""
+        token = self.settings.metrics_token.get_secret_value()
+        response = self.client.get("/metrics", headers={"Authorization": f"Bearer {token}"} if trusted else {})
+        assert response.status_code == 200, response.text
+        return response.text
 
     @property
     def auth(self) -> dict:

@@ -6,15 +6,13 @@ here: it drives /usr/bin/chromium (RAKUTEN_CHROMIUM to override), which `.ci/run
 
 import os
 import secrets
-import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
 
-from server_utils import background, free_port, wait_for_http
+from server_utils import background, free_port, required_program, wait_for_http
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("RAKUTEN_CHROMIUM", "/usr/bin/chromium")
@@ -27,13 +25,7 @@ SERVER_STARTUP_S = 180
 
 def chromium_binary() -> str:
     """Path of Debian's Chromium; missing fails under CI (CI=true) and skips elsewhere."""
-    path = shutil.which(CHROMIUM)
-    if path:
-        return path
-    message = f"{CHROMIUM} not found: apt-get install -y --no-install-recommends chromium chromium-driver"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{message} (.ci/run installs it on CI)")
-    pytest.skip(message)
+    return required_program(CHROMIUM, "apt-get install -y --no-install-recommends chromium chromium-driver")
 
 
 @contextmanager

@@ -12,6 +12,9 @@ from pipeline_utils import copy_repository, run
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Not in the repository (its README forbids copying it in); RAKUTEN_REAL_SAMPLE points to a copy elsewhere.
 REAL_SAMPLE = Path(os.environ.get("RAKUTEN_REAL_SAMPLE", REPO_ROOT.parent / "shared" / "rakuten-real-sample"))
+# A tiny pipeline folder an earlier run built (its repro.log beside repo/), reused read-only to skip the
+# 3-minute `dvc repro` while working on tests that only need its models; unset in CI.
+REUSED_TINY_PIPELINE = os.environ.get("RAKUTEN_TINY_PIPELINE")
 
 
 @pytest.fixture
@@ -36,7 +39,7 @@ def tiny_pipeline(tmp_path_factory) -> tuple[Path, str]:
     asks first (the others wait for it), and shared read-only by every test that needs trained
     models: a test that changes it works on a copy (`pipeline_utils.copy_checkout`).
     """
-    folder = run_root(tmp_path_factory) / "tiny-pipeline"
+    folder = Path(REUSED_TINY_PIPELINE) if REUSED_TINY_PIPELINE else run_root(tmp_path_factory) / "tiny-pipeline"
     log = folder / "repro.log"
     with FileLock(f"{folder}.lock"):
         if not log.is_file():

@@ -1,6 +1,7 @@
 """Servers that tests start on 127.0.0.1: a free port, a background process, waiting until it answers."""
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 
 def free_port() -> int:
@@ -60,3 +62,36 @@ def wait_for_http(url: str, process: subprocess.Popen, log_file: Path, timeout_s
             pass
         time.sleep(0.2)
     pytest.fail(f"{url} did not answer within {timeout_s} s:\n{log_file.read_text()[-4000:]}")
+
+
+def missing(message: str) -> None:
+    """A test's tool is not installed: fail under CI (CI=true; .ci/run installs it), skip elsewhere."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{message} (.ci/run installs it on CI)")
+    pytest.skip(message, allow_module_level=True)
+
+
+def required_program(name: str, package: str, path: str | None = None) -> str:
+    """Path of a program the test starts (found on path, default PATH); missing() names its package when absent."""
+    found = shutil.which(name, path=path) if path else shutil.which(name)
+    if found is None:
+        missing(f"{name} not found: {package}")
+    return found
+
+
+def start_redis(port: int, folder: Path, timeout_s: float = 30) -> subprocess.Popen:
+    """A throw-away redis-server on 127.0.0.1:port, without persistence, answering PING; the caller stops it."""
+    command = [required_program("redis-server", "apt-get install -y redis-server"), "--bind", "127.0.0.1", "--port", str(port),
+               "--save", "", "--appendonly", "no", "--dir", str(folder)]
+    with (folder / f"redis-{port}.out").open("a") as sink:
+        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
+    client, deadline = redis.Redis(host="127.0.0.1", port=port), time.monotonic() + timeout_s
+    while True:
+        try:
+            client.ping()
+            return process
+        except redis.ConnectionError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                stop_process(process)
+                pytest.fail(f"redis-server did not start:\n{(folder / f'redis-{port}.out').read_text()[-2000:]}")
+            time.sleep(0.1)

@@ -1,6 +1,8 @@
 """Security of the API: passwords, tokens (expired, tampered, alg none), users, secret, /token limits."""
 
+import asyncio
 import io
+import json
 import os
 import secrets
 import stat
@@ -288,3 +290,44 @@ def test_admins_from_the_environment_may_reload_and_plain_users_may_not(tiny_pip
     with running_api(repo, tmp_path, users=users) as api:
         assert api.client.post("/admin/reload", headers=bearer(api.token("ops", password))).status_code == 200
         assert api.client.post("/admin/reload", headers=bearer(api.token("eve", password))).status_code == 403
+
+
+def call_without_lifespan(app, path: str, headers: list[tuple[bytes, bytes]]) -> tuple[dict, int]:
+    """One ASGI request of 5 MB declared body that is never sent: (the JSON answer, times the app read the body)."""
+    reads, sent = [], []
+
+    async def receive():
+        reads.append(1)  # a refusal before reading never gets here
+        return {"type": "http.request", "body": b"x" * 65536, "more_body": True}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+             "headers": [(b"content-type", b"multipart/form-data; boundary=x"), (b"content-length", b"5000000"),
+                         *headers], "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8000)}
+    asyncio.run(app(scope, receive, send))
+    start, body = sent[0], b"".join(m.get("body", b"") for m in sent[1:])
+    return {"status": start["status"], **json.loads(body)}, len(reads)
+
+
+@pytest.mark.parametrize("path", ["/predict", "/predict/batch"])
+@pytest.mark.parametrize("authorization, detail", [
+    (None, "Not authenticated"), ("Bearer not.a.token", "invalid token: Invalid header padding")])
+def test_an_anonymous_upload_is_refused_before_its_body_is_read(tmp_path, path, authorization, detail):
+    # No lifespan, no models: the refusal comes before routing, from the headers alone.
+    app = create_app(make_settings(tmp_path, tmp_path))
+    headers = [(b"authorization", authorization.encode())] if authorization else []
+    answer, reads = call_without_lifespan(app, path, headers)
+    assert answer == {"status": 401, "detail": detail}
+    assert reads == 0
+
+
+def test_a_signed_in_upload_is_read(tmp_path):
+    settings = make_settings(tmp_path, tmp_path)
+    (username, _), = add_users(settings.users_file).items()
+    token = create_access_token(username, settings.signing_key, 5)
+    answer, reads = call_without_lifespan(create_app(settings), "/predict", [(b"authorization", f"Bearer {token}".encode())])
+    # Past the check, FastAPI reads the body (and answers 400: these bytes are no multipart form).
+    assert reads > 0 and answer["status"] == 400

@@ -16,7 +16,7 @@ MAX_EXAMPLES = 30
 OPERATIONS = [("GET", "/"), ("GET", "/status"), ("POST", "/token"), ("POST", "/predict"),
               ("POST", "/predict/batch"), ("GET", "/metrics"), ("POST", "/admin/reload"), ("GET", "/me"),
               ("GET", "/reports/evaluation"), ("GET", "/reports/drift"), ("GET", "/admin/rollout"),
-              ("POST", "/admin/rollout/{action}")]
+              ("POST", "/admin/rollout/{action}"), ("GET", "/health/ready")]
 
 
 @pytest.fixture(scope="module")

@@ -3,19 +3,24 @@
 A few kilobytes of 1-bit PNG can declare 40,000 x 1,000 pixels, under the pixel limit; padding it
 to a square would allocate a 40,000² canvas. Each upload here must be answered within a second, and
 the server's peak resident memory (VmHWM, reset through /proc/PID/clear_refs before each request)
-must not grow by 100 MB.
+must not grow by 100 MB. PNG and WebP decode whole: a request may decode only so many of their
+pixels, one large decode at a time per worker, so two batches of 128 40-MP PNGs stay under a bound.
 """
 
+import base64
+import io
 import os
 import secrets
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
+from PIL import Image, ImageDraw
 
 from api_support import add_users, product_jpeg
 from benchmarks.bench_api import one_bit_png
@@ -108,3 +113,44 @@ def test_a_wide_image_within_the_limits_is_shrunk_before_padding(server):
     assert response.json()["modalities"] == ["text", "image"]
     assert seconds < MAX_SECONDS, seconds
     assert growth_mb < MAX_RSS_GROWTH_MB, growth_mb
+
+
+def palette_png_40mp() -> bytes:
+    """An 8,000 x 5,000 palette PNG with a transparent background (60 KB): the costliest kind to decode whole."""
+    image = Image.new("P", (8_000, 5_000), 0)
+    image.putpalette([255, 255, 255, 200, 30, 30] + [0] * 762)
+    ImageDraw.Draw(image).ellipse((1_000, 1_000, 6_000, 4_000), fill=1)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", transparency=0)
+    return buffer.getvalue()
+
+
+def send_batches(server: Server, batch: list[dict], count: int) -> tuple[list[httpx.Response], float, float]:
+    """`count` copies of a batch sent at once: (answers, seconds, peak RSS growth of the worker in MB)."""
+    pid = server.process.pid
+    reset_peak(pid)
+    before = memory_kb(pid)["VmRSS"]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(count) as pool:
+        answers = list(pool.map(lambda _: httpx.post(f"{server.base_url}/predict/batch", headers=server.headers,
+                                                     json=batch, timeout=120), range(count)))
+    return answers, time.perf_counter() - started, (memory_kb(pid)["VmHWM"] - before) / 1024
+
+
+def test_batches_of_128_40_mp_pngs_cost_one_decode_of_memory_however_many_at_once(server):
+    # Decoded whole, one such PNG costs about 500 MB at its peak, and a second decoded beside it as
+    # much again; 128 of them take minutes. The request budget (2 x 40 MP by default) decodes two per
+    # batch, one at a time per worker; the others are predicted from their text, saying why.
+    encoded = base64.b64encode(palette_png_40mp()).decode()
+    batch = [{"designation": f"Tapis {row}", "image_base64": encoded} for row in range(128)]
+    _, _, alone_mb = send_batches(server, batch, 1)
+    answers, seconds, together_mb = send_batches(server, batch, 2)
+    for answer in answers:
+        assert answer.status_code == 200, answer.text
+        predictions = answer.json()["predictions"]
+        assert [p["modalities"] for p in predictions[:2]] == [["text", "image"]] * 2
+        assert all(p["modalities"] == ["text"] and "budget" in p["note"] for p in predictions[2:])
+    assert seconds < 30, seconds
+    assert alone_mb < 1024, alone_mb
+    # Two decodes side by side would nearly double the peak.
+    assert together_mb < 1.3 * alone_mb, (alone_mb, together_mb)

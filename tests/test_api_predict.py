@@ -12,7 +12,7 @@ from PIL import Image
 from api_support import add_users, product_jpeg, running_api
 from rakuten_mm.categories import CATEGORY_NAMES, CODES
 from rakuten_mm.serving.config import MIB, Settings
-from rakuten_mm.serving.service import NO_IMAGE_NOTE
+from rakuten_mm.serving.deployment import NO_IMAGE_NOTE
 
 TITLE = "Piscine tubulaire ronde 3,05 m avec pompe de filtration"
 
@@ -339,7 +339,7 @@ def test_default_rate_limits_refuse_the_11th_prediction_and_the_6th_token_in_a_m
 def test_metrics_cover_http_and_model(api):
     predict(api, product_jpeg())
     predict(api)
-    text = api.client.get("/metrics").text
+    text = api.metrics()
     assert 'http_requests_total{handler="/predict",method="POST",status="200"}' in text
     assert 'http_request_duration_seconds_bucket{handler="/predict"' in text
     version = api.client.get("/status").json()["model_version"]

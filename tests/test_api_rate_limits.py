@@ -9,20 +9,16 @@ proxy handling would trust) cannot choose its address with the header.
 import json
 import os
 import secrets
-import shutil
-import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
 from api_support import add_users
-from server_utils import background, free_port, wait_for_http
+from server_utils import background, free_port, start_redis, stop_process, wait_for_http
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROXY_ADDRESS = "127.0.0.2"
@@ -30,37 +26,15 @@ TOKEN_LIMIT = 3
 PREDICT_LIMIT = 10
 
 
-def redis_server_binary() -> str:
-    """Path of redis-server; missing fails under CI (CI=true) and skips elsewhere."""
-    path = shutil.which("redis-server")
-    if path is None:
-        message = "redis-server not installed (Debian package redis-server)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{message}: .ci/run installs it on CI")
-        pytest.skip(message)
-    return path
-
-
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory) -> Iterator[str]:
     """A throw-away redis-server on 127.0.0.1, without persistence; its URL."""
-    binary = redis_server_binary()
-    tmp = tmp_path_factory.mktemp("redis")
     port = free_port()
-    command = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
-               "--dir", str(tmp)]
-    with background(command, tmp / "redis.out") as process:
-        client = redis.Redis(host="127.0.0.1", port=port)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"redis-server did not start:\n{(tmp / 'redis.out').read_text()[-2000:]}")
-                time.sleep(0.1)
+    process = start_redis(port, tmp_path_factory.mktemp("redis"))
+    try:
         yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        stop_process(process)
 
 
 class TwoWorkers:

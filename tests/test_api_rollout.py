@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -11,12 +12,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from api_support import candidate_models, product_jpeg, running_api
 from pipeline_utils import REPO_ROOT
 from rakuten_mm.models.predictor import ProductClassifier
-from rakuten_mm.serving.deployment import routing_key, traffic_bucket
-from rakuten_mm.serving.rollout import main as rollout_main
-from rakuten_mm.serving.rollout_state import (
-    RolloutError, RolloutState, promoted, read_state, rolled_back, write_state,
+from rakuten_mm.serving.deployment import ProductInput, routing_key, traffic_bucket
+from rakuten_mm.serving.rollout import (
+    RolloutError, RolloutState, main as rollout_main, promoted, read_state, rolled_back, write_state,
 )
-from rakuten_mm.serving.service import ProductInput
 from rakuten_mm.serving.versions import ModelsNotFoundError
 
 TITLE = "Piscine tubulaire ronde 3,05 m avec pompe de filtration"
@@ -69,9 +68,19 @@ def predict_with_image(api) -> dict:
     return {"model_version": body["model_version"], "top5": body["top5"]}
 
 
+def wait_for_lines(path, count: int, timeout: float = 10) -> str:
+    """The file's text once it holds `count` lines (fails after timeout)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = path.read_text() if path.is_file() else ""
+        if len(text.splitlines()) >= count or time.monotonic() > deadline:
+            return text
+        time.sleep(0.05)
+
+
 def metric_samples(api, name: str) -> list:
     """The samples of one metric family in /metrics."""
-    families = text_string_to_metric_families(api.client.get("/metrics").text)
+    families = text_string_to_metric_families(api.metrics())
     return [sample for family in families if family.name == name for sample in family.samples]
 
 
@@ -88,7 +97,7 @@ def test_the_candidate_share_is_honoured_and_a_product_keeps_its_bucket():
 
 BUCKETS_SCRIPT = """
 from rakuten_mm.serving.deployment import routing_key, traffic_bucket
-from rakuten_mm.serving.service import ProductInput
+from rakuten_mm.serving.deployment import ProductInput
 products = [ProductInput("Lampe", productid=i) for i in range(50)] + [ProductInput(f"Lampe {i}") for i in range(50)]
 print([traffic_bucket(p) for p in products])
 print([hash(routing_key(p)) for p in products])
@@ -272,7 +281,7 @@ def test_metrics_count_predictions_per_model_version_and_name_both_variants(api,
 
 
 def test_drift_series_come_from_the_report_file_at_scrape_time(api):
-    assert "rakuten_drift" not in api.client.get("/metrics").text
+    assert "rakuten_drift" not in api.metrics()
     report = {"generated_at": "2025-06-01T10:00:00+00:00", "n_production": 500, "n_reference": 700,
               "drift_detected": True, "features": {
                   "title_length": {"test": "psi", "score": 0.31, "threshold": 0.2, "drifted": True},
@@ -288,8 +297,7 @@ def test_drift_series_come_from_the_report_file_at_scrape_time(api):
     api.settings.drift_report.write_text(json.dumps({**report, "drift_detected": False}))
     assert [s.value for s in metric_samples(api, "rakuten_drift_detected")] == [0.0]
     api.settings.drift_report.write_text("{half a report")
-    response = api.client.get("/metrics")
-    assert response.status_code == 200 and "rakuten_drift" not in response.text
+    assert "rakuten_drift" not in api.metrics()
 
 
 def test_the_prediction_log_has_one_profile_line_per_product_and_no_text(api, rollout, candidate_dir):
@@ -299,7 +307,8 @@ def test_the_prediction_log_has_one_profile_line_per_product_and_no_text(api, ro
     answers = batch(api, products)
     single = api.client.post("/predict", data={"designation": "Manette sans fil pour console"},
                              headers=api.auth).json()
-    text = api.settings.prediction_log.read_text()
+    # The lines are written by a background thread, after the answers.
+    text = wait_for_lines(api.settings.prediction_log, 13)
     for secret in ("Coussin", "velours", "Très doux", "Manette"):
         assert secret not in text
     lines = [json.loads(line) for line in text.splitlines()]

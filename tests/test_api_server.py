@@ -5,6 +5,7 @@ import os
 import secrets
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from api_support import add_users, candidate_models, product_jpeg
 from server_utils import background, free_port, wait_for_http
-from rakuten_mm.serving.rollout_state import read_state
+from rakuten_mm.serving.rollout import read_state
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STARTUP_TIMEOUT_S = 180
@@ -34,7 +35,8 @@ def api_env(repo: Path, tmp_path: Path, users_file: Path) -> dict[str, str]:
             "RAKUTEN_API_USERS_FILE": str(users_file), "RAKUTEN_API_LOG_DIR": str(tmp_path / "logs"),
             "RAKUTEN_API_ROLLOUT_FILE": str(tmp_path / "deployments" / "rollout.json"),
             "RAKUTEN_API_PREDICTION_LOG": str(tmp_path / "logs" / "predictions.jsonl"),
-            "RAKUTEN_API_DRIFT_REPORT": str(tmp_path / "drift.json")}
+            "RAKUTEN_API_DRIFT_REPORT": str(tmp_path / "drift.json"),
+            "RAKUTEN_API_METRICS_TOKEN": secrets.token_urlsafe(24)}
 
 
 @contextmanager
@@ -84,11 +86,13 @@ def versions_of_both_workers(base_url: str, headers: dict, tmp_path: Path, reque
     pytest.fail("300 new connections all went to one worker")
 
 
-def check_metrics_of_all_workers(base_url: str, tmp_path: Path, version: str) -> None:
-    """Multiprocess mode: /metrics counts every worker's predictions, and shows the drift series once."""
+def check_metrics_of_all_workers(base_url: str, tmp_path: Path, version: str, metrics_token: str) -> None:
+    """Multiprocess mode: /metrics (with the token) counts every worker's predictions, and shows the drift series once."""
     (tmp_path / "drift.json").write_text(json.dumps({"drift_detected": True, "features": {
         "confidence": {"test": "psi", "score": 0.4, "threshold": 0.2, "drifted": True}}}))
-    text = httpx.get(f"{base_url}/metrics", timeout=30).text
+    # Each worker's prediction log thread writes after the answer; shutdown writes what is left.
+    time.sleep(1)
+    text = httpx.get(f"{base_url}/metrics", headers={"Authorization": f"Bearer {metrics_token}"}, timeout=30).text
     metrics = {family.name: family.samples for family in text_string_to_metric_families(text)}
     counted = sum(s.value for s in metrics["rakuten_predictions"]
                   if s.name.endswith("_total") and s.labels["model_version"] == version)
@@ -130,7 +134,7 @@ def test_two_workers_serve_follow_the_rollout_command_and_export_shared_metrics(
         assert refused.returncode == 1 and "restored" in refused.stderr, refused.stdout + refused.stderr
         state = read_state(tmp_path / "deployments" / "rollout.json", repo / "models")
         assert (state.current, state.candidate) == (str(candidate), None)
-        check_metrics_of_all_workers(base_url, tmp_path, new)
+        check_metrics_of_all_workers(base_url, tmp_path, new, env["RAKUTEN_API_METRICS_TOKEN"])
         back = rollout_command(env, tmp_path, password, "rollback")
         assert back.returncode == 0 and f"API reloaded: current {original}" in back.stdout, back.stderr
         assert versions_of_both_workers(base_url, headers, tmp_path, "after-rollback") == {original}

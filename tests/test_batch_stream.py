@@ -7,7 +7,7 @@ import json
 import pytest
 from fastapi import HTTPException
 
-from rakuten_mm.serving.batch_stream import CsvRecordReader, JsonListReader
+from rakuten_mm.serving.inputs import CsvRecordReader, JsonListReader
 
 PRODUCTS = [{"designation": "Théière « fonte » 🫖", "description": "a\nb \\\"quoted\\\" ]},[", "productid": 1},
             {"designation": "Lampe", "description": None}, {"designation": "x" * 300, "imageid": 7}]

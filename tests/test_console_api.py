@@ -7,7 +7,7 @@ import pytest
 
 from api_support import candidate_models, running_api
 from rakuten_mm.serving.reports import confusion_matrix, drift_summary, evaluation_metrics
-from rakuten_mm.serving.rollout_state import RolloutState, read_state, write_state
+from rakuten_mm.serving.rollout import RolloutState, read_state, write_state
 
 SCORES = {"accuracy": 0.5, "f1_weighted": 0.4, "f1_macro": 0.3}
 
@@ -35,14 +35,6 @@ def test_the_test_section_is_read_when_the_file_has_one(tmp_path):
     assert metrics["models"] == {"fusion": SCORES, "text": {**SCORES, "f1_weighted": 0.2}}
     assert [(r["prdtypecode"], r["category"], r["f1"]) for r in metrics["per_class_f1"]] == [
         (10, "Livres d'occasion", 0.75), (40, "Jeux vidéo d'import", 0.25)]
-
-
-def test_the_older_flat_layout_and_per_model_class_scores_are_read_too(tmp_path):
-    flat = evaluation_metrics(write(tmp_path / "flat.json", {"fusion": SCORES, "per_class_f1": {"10": 0.5}}))
-    assert flat["models"] == {"fusion": SCORES} and flat["per_class_f1"][0]["f1"] == 0.5
-    nested = evaluation_metrics(write(tmp_path / "nested.json", {
-        "val": {"fusion": SCORES}, "per_class_f1": {"text": {"10": 0.1}, "fusion": {"10": 0.6}}}))
-    assert nested["split"] == "val" and nested["per_class_f1"][0]["f1"] == 0.6
 
 
 @pytest.mark.parametrize("content", ["{not json", "[1, 2]", json.dumps({"test": {"fusion": "n/a"}})])

@@ -413,6 +413,12 @@ def test_prometheus_and_grafana_reach_the_compose_services():
         host, port = target.rsplit(":", 1)
         assert host == "localhost" or COMPOSE_SERVICES.get(host) == int(port), target
     assert "api:8000" in targets
+    # The API's scrape sends the metrics token: the compose secret made of the API's own setting.
+    api_job, = [job for job in prometheus["scrape_configs"] if job["job_name"] == "rakuten-api"]
+    assert api_job["authorization"]["credentials_file"] == "/run/secrets/metrics_token"
+    assert services["prometheus"]["secrets"] == ["metrics_token"]
+    assert compose()["secrets"]["metrics_token"] == {"environment": "RAKUTEN_API_METRICS_TOKEN"}
+    assert "RAKUTEN_API_METRICS_TOKEN" in services["api"]["environment"]
     grafana_mounts = dict(volume.split(":")[:2] for volume in services["grafana"]["volumes"])
     dashboards_target = grafana_mounts["./monitoring/grafana/dashboards"]
     for provider_file in (REPO_ROOT / "monitoring/grafana/provisioning/dashboards").glob("*.yml"):
@@ -454,8 +460,10 @@ def test_api_deployment_is_probed_limited_and_non_root():
     uid = int(arg_defaults(dockerfile_instructions(DOCKER_DIR / "api.Dockerfile"))["APP_UID"])
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == uid
     (api,) = [container for container in pod["containers"] if container["name"] == "api"]
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert api[probe]["httpGet"]["path"] == "/status", probe
+    # Ready once the models are loaded, and still ready (degraded) while Redis is down.
+    paths = {"startupProbe": "/status", "livenessProbe": "/status", "readinessProbe": "/health/ready"}
+    for probe, path in paths.items():
+        assert api[probe]["httpGet"]["path"] == path, probe
         assert api[probe]["httpGet"]["port"] in [port["name"] for port in api["ports"]], probe
     assert [port["containerPort"] for port in api["ports"]] == [COMPOSE_SERVICES["api"]]
     for container in pod["containers"] + pod.get("initContainers", []):
@@ -506,10 +514,11 @@ def test_compose_and_k8s_share_rate_limit_counters_in_their_redis():
     assert uri["arg"].startswith("redis://redis:6379/") and "ports" not in services["redis"]
     assert services["api"]["depends_on"]["redis"]["condition"] == "service_healthy"
     assert services["redis"]["user"].split(":")[0] != "0" and services["redis"]["read_only"] is True
-    storage = k8s_object("ConfigMap")["data"]["RAKUTEN_API_RATE_LIMIT_STORAGE_URI"]
+    api_env = {v["name"]: v for v in k8s_object("Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    storage = api_env["RAKUTEN_API_RATE_LIMIT_STORAGE_URI"]["value"]
     service, deployment = k8s_object("Service", "rakuten-redis"), k8s_object("Deployment", "rakuten-redis")
     (port,) = service["spec"]["ports"]
-    assert storage.startswith(f"redis://{service['metadata']['name']}:{port['port']}/")
+    assert storage.startswith(f"redis://:$(RAKUTEN_REDIS_PASSWORD)@{service['metadata']['name']}:{port['port']}/")
     pod = deployment["spec"]["template"]["spec"]
     assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
     (redis_container,) = pod["containers"]
@@ -518,6 +527,43 @@ def test_compose_and_k8s_share_rate_limit_counters_in_their_redis():
     assert {"cpu", "memory"} <= redis_container["resources"]["limits"].keys()
     context = redis_container["securityContext"]
     assert context["readOnlyRootFilesystem"] is True and context["capabilities"]["drop"] == ["ALL"]
+
+
+def test_k8s_redis_wants_the_secret_password_and_admits_only_api_pods():
+    redis_pod = k8s_object("Deployment", "rakuten-redis")["spec"]["template"]
+    (redis,) = redis_pod["spec"]["containers"]
+    redis_env = {v["name"]: v["valueFrom"]["secretKeyRef"] for v in redis["env"]}
+    assert redis["args"][-2:] == ["--requirepass", "$(REDIS_PASSWORD)"]
+    assert redis_env["REDIS_PASSWORD"] == redis_env["REDISCLI_AUTH"] == {"name": "rakuten-api-secrets",
+                                                                          "key": "RAKUTEN_REDIS_PASSWORD"}
+    api = k8s_object("Deployment")["spec"]["template"]["spec"]["containers"][0]
+    names = [v["name"] for v in api["env"]]
+    # Kubernetes expands $(NAME) only from variables defined before the one that uses it.
+    assert names.index("RAKUTEN_REDIS_PASSWORD") < names.index("RAKUTEN_API_RATE_LIMIT_STORAGE_URI")
+    assert api["env"][names.index("RAKUTEN_REDIS_PASSWORD")]["valueFrom"]["secretKeyRef"]["key"] == (
+        "RAKUTEN_REDIS_PASSWORD")
+    assert "RAKUTEN_REDIS_PASSWORD=" in (K8S_DIR / "secrets.env.example").read_text()
+    policy = k8s_object("NetworkPolicy", "rakuten-redis")
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= redis_pod["metadata"]["labels"].items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = policy["spec"]["ingress"]
+    (peer,) = rule["from"]
+    api_labels = k8s_object("Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert set(peer) == {"podSelector"} and peer["podSelector"]["matchLabels"].items() <= api_labels.items()
+    assert not peer["podSelector"]["matchLabels"].items() <= redis_pod["metadata"]["labels"].items()
+    assert [p["port"] for p in rule["ports"]] == ["redis"]
+
+
+def test_k8s_trusts_forwarded_for_only_from_the_ingress():
+    proxies = Settings(_env_file=None, trusted_proxies=k8s_object("ConfigMap")["data"]["RAKUTEN_API_TRUSTED_PROXIES"],
+                       secret_key="x" * 32).trusted_proxies
+    assert proxies, "behind an Ingress every client would share one /token budget"
+    policy = k8s_object("NetworkPolicy")
+    assert policy["spec"]["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "rakuten-api"}
+    peers = [peer for rule in policy["spec"]["ingress"] for peer in rule["from"]]
+    # Namespaces only (the Ingress controller's, monitoring's): no pod of the API's own namespace may connect.
+    assert peers and all(set(peer) == {"namespaceSelector"} for peer in peers)
+    assert "ingress-nginx" in {peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for peer in peers}
 
 
 def test_k8s_config_sets_only_real_api_settings():
@@ -739,6 +785,7 @@ def test_api_entrypoint_serves_the_bundle_with_the_serving_requirements_only(pub
     probe = subprocess.run([sys.executable, "-c", "import fastapi; import dvc"], env=env,
                            capture_output=True, text=True, cwd=tmp_path)
     assert probe.returncode != 0 and "not in requirements-serve.txt" in probe.stderr, probe.stderr[-2000:]
+    env["RAKUTEN_API_METRICS_TOKEN"] = secrets.token_urlsafe(24)
     stale = Path(env["PROMETHEUS_MULTIPROC_DIR"]) / "counter_4242.db"
     stale.parent.mkdir(parents=True, exist_ok=True)
     stale.write_bytes(b"left by a previous run")
@@ -749,7 +796,7 @@ def test_api_entrypoint_serves_the_bundle_with_the_serving_requirements_only(pub
                                   stdout=sink, stderr=subprocess.STDOUT)
     try:
         wait_until_healthy(port, server, output, env)
-        status = exercise_api(f"http://127.0.0.1:{port}", username, password)
+        status = exercise_api(f"http://127.0.0.1:{port}", username, password, env["RAKUTEN_API_METRICS_TOKEN"])
     finally:
         stop(server)
     lock = yaml.safe_load((published["bundle"] / "current" / "dvc.lock").read_text())["stages"]
@@ -782,8 +829,8 @@ def wait_until_healthy(port: int, server: subprocess.Popen, output: Path, env: d
     pytest.fail(f"the health check did not pass within {STARTUP_TIMEOUT_S} s:\n{output.read_text()[-4000:]}")
 
 
-def exercise_api(base_url: str, username: str, password: str) -> dict:
-    """A token, a prediction with an image, and the metrics of both workers; returns /status."""
+def exercise_api(base_url: str, username: str, password: str, metrics_token: str) -> dict:
+    """A token, a prediction with an image, and the metrics of both workers (all with the token); returns /status."""
     with httpx.Client(base_url=base_url, timeout=60) as client:
         status = client.get("/status").json()
         assert status["models_loaded"] and status["model_version"] not in ("", "unknown")
@@ -794,7 +841,9 @@ def exercise_api(base_url: str, username: str, password: str) -> dict:
                                files={"image": ("photo.jpg", product_jpeg(), "image/jpeg")})
         assert response.status_code == 200, response.text
         assert response.json()["modalities"] == ["text", "image"]
-        metrics = client.get("/metrics").text
+        metrics = client.get("/metrics", headers={"Authorization": f"Bearer {metrics_token}"}).text
+        anonymous = client.get("/metrics").text
+    assert 'handler="/predict"' in anonymous and "rakuten_predictions" not in anonymous
     assert f'version="{status["model_version"]}"' in metrics
     assert re.search(r"^rakuten_predictions_total\{.*\} 1\.0$", metrics, re.MULTILINE), metrics[-2000:]
     return status

@@ -9,9 +9,7 @@ the series are there and whether every dashboard panel and alert rule evaluates.
 import base64
 import json
 import math
-import os
 import re
-import shutil
 import subprocess
 import time
 from collections import Counter
@@ -26,7 +24,7 @@ import pytest
 import yaml
 
 from api_support import add_users, candidate_models, product_jpeg
-from server_utils import background, free_port, wait_for_http
+from server_utils import background, free_port, required_program, wait_for_http
 from test_api_server import api_env, running_server
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -66,13 +64,7 @@ DRIFT_REPORT = {
 
 def binary(name: str) -> str:
     """Path of a Prometheus binary; missing fails under CI (CI=true) and skips elsewhere."""
-    path = shutil.which(name)
-    if path:
-        return path
-    message = f"{name} not found: apt-get install -y --no-install-recommends {BINARIES[name]}"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{message} (.ci/run installs it on CI)")
-    pytest.skip(message)
+    return required_program(name, f"apt-get install -y --no-install-recommends {BINARIES[name]}")
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess:
@@ -108,8 +100,17 @@ def expand_grafana_variables(expr: str) -> str:
 # --- Static checks: promtool and the Grafana provisioning files --------------------------------
 
 
-def test_promtool_accepts_the_config_and_its_rule_files():
-    config = promtool("check", "config", str(PROMETHEUS_CONFIG))
+def test_promtool_accepts_the_config_and_its_rule_files(tmp_path):
+    # promtool opens the token file: the same config, with one where the compose secret would be.
+    checked = tmp_path / "prometheus.yml"
+    config = load_yaml(PROMETHEUS_CONFIG)
+    config["rule_files"] = [str((PROMETHEUS_CONFIG.parent / name).resolve()) for name in config["rule_files"]]
+    for job in config["scrape_configs"]:
+        if "authorization" in job:
+            (tmp_path / "metrics_token").write_text("a-token")
+            job["authorization"]["credentials_file"] = str(tmp_path / "metrics_token")
+    checked.write_text(yaml.safe_dump(config, sort_keys=False))
+    config = promtool("check", "config", str(checked))
     assert config.returncode == 0, config.stdout + config.stderr
     assert "1 rule files found" in config.stdout + config.stderr
     rules = promtool("check", "rules", str(ALERT_RULES))
@@ -194,8 +195,8 @@ def running_api(repo: Path, tmp: Path) -> Iterator[tuple[str, dict[str, str], di
         yield url, env, {"username": username, "password": password}
 
 
-def prometheus_test_config(ports: dict[str, int]) -> dict:
-    """monitoring/prometheus.yml with 1 s intervals, absolute rule paths and targets on 127.0.0.1."""
+def prometheus_test_config(ports: dict[str, int], token_file: Path) -> dict:
+    """monitoring/prometheus.yml with 1 s intervals, absolute rule paths, targets on 127.0.0.1 and this token file."""
     config = load_yaml(PROMETHEUS_CONFIG)
     interval = f"{SCRAPE_INTERVAL_S}s"
     config["global"].update(scrape_interval=interval, evaluation_interval=interval)
@@ -204,16 +205,19 @@ def prometheus_test_config(ports: dict[str, int]) -> dict:
         for static in job["static_configs"]:
             # A KeyError here means prometheus.yml gained a target this test does not start.
             static["targets"] = [f"127.0.0.1:{ports[target]}" for target in static["targets"]]
+        if "authorization" in job:
+            job["authorization"]["credentials_file"] = str(token_file)
     return config
 
 
 @contextmanager
-def running_prometheus(api_port: int, tmp: Path) -> Iterator[str]:
-    """node exporter and Prometheus on free ports, scraping the API; yields Prometheus's URL."""
+def running_prometheus(api_port: int, metrics_token: str, tmp: Path) -> Iterator[str]:
+    """node exporter and Prometheus on free ports, scraping the API with its token; yields Prometheus's URL."""
     node_port, prometheus_port = free_port(), free_port()
-    config_file = tmp / "prometheus.yml"
+    config_file, token_file = tmp / "prometheus.yml", tmp / "metrics_token"
+    token_file.write_text(metrics_token)
     config = prometheus_test_config({"api:8000": api_port, "node-exporter:9100": node_port,
-                                     "localhost:9090": prometheus_port})
+                                     "localhost:9090": prometheus_port}, token_file)
     config_file.write_text(yaml.safe_dump(config, sort_keys=False))
     node_command = [binary("prometheus-node-exporter"), f"--web.listen-address=127.0.0.1:{node_port}"]
     prometheus_command = [binary("prometheus"), f"--config.file={config_file}",
@@ -314,7 +318,7 @@ def stack(prometheus_servers, tiny_pipeline, tmp_path_factory) -> Iterator[Stack
     repo, _ = tiny_pipeline
     tmp = tmp_path_factory.mktemp("prometheus_stack")
     with running_api(repo, tmp) as (api_url, env, user), \
-            running_prometheus(int(api_url.rsplit(":", 1)[1]), tmp) as prometheus_url, \
+            running_prometheus(int(api_url.rsplit(":", 1)[1]), env["RAKUTEN_API_METRICS_TOKEN"], tmp) as prometheus_url, \
             httpx.Client(base_url=api_url, timeout=60) as client:
         token = client.post("/token", data=user)
         assert token.status_code == 200, token.text
@@ -346,6 +350,18 @@ def test_prometheus_scraped_the_api_and_counts_the_traffic(stack):
     for variant, version in stack.version_of_variant.items():
         assert scalar(url, f'rakuten_model_info{{version="{version}", variant="{variant}"}}') == 1
     assert scalar(url, "rakuten_model_candidate_share") == CANDIDATE_SHARE
+
+
+def test_anonymous_scrapes_get_the_operational_series_only(stack):
+    anonymous = httpx.get(f"{stack.api_url}/metrics", timeout=10)
+    wrong = httpx.get(f"{stack.api_url}/metrics", headers={"Authorization": "Bearer not-the-token"}, timeout=10)
+    for response in (anonymous, wrong):
+        assert response.status_code == 200
+        names = {line.split("{")[0].split(" ")[0] for line in response.text.splitlines() if not line.startswith("#")}
+        assert 'http_requests_total{handler="/predict"' in response.text
+        assert not {name for name in names if name.startswith(("rakuten_predictions", "rakuten_drift", "rakuten_model"))}
+    # Prometheus, with the token file, scraped what the anonymous caller could not see.
+    assert scalar(stack.prometheus_url, "sum(rakuten_predictions_total)") == ROUNDS * ROUND["predicted"]
 
 
 def test_prometheus_exports_the_drift_report(stack):

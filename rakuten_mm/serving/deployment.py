@@ -2,10 +2,13 @@
 
 Each worker process holds one Deployment. It reloads when the rollout file changes (looked at, at
 most every RAKUTEN_API_ROLLOUT_CHECK_SECONDS, by the next request) or on POST /admin/reload, so
-every uvicorn worker follows the file without a restart.
+every uvicorn worker follows the file without a restart. A prediction goes from the route to
+Deployment.predict, then straight to the ProductClassifier of the variant that answers.
 """
 
+import contextlib
 import hashlib
+import io
 import logging
 import threading
 import time
@@ -13,29 +16,97 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from rakuten_mm.models.predictor import ProductClassifier
-from rakuten_mm.serving.config import Settings
-from rakuten_mm.serving.monitoring import ModelMetrics
+import numpy as np
+from PIL import Image
+
+from rakuten_mm.categories import CATEGORY_NAMES, CODES
+from rakuten_mm.features.images import ImageAspectRatioError, ImageTooLargeError, UnsupportedImageFormatError
+from rakuten_mm.jsonfiles import file_fingerprint
+from rakuten_mm.models.predictor import ProductClassifier, UnreadableImageError
+from rakuten_mm.serving.config import IMAGE_FORMATS, Settings
+from rakuten_mm.serving.metrics import ApiMetrics
 from rakuten_mm.serving.prediction_log import PredictionLog
-from rakuten_mm.serving.rollout_state import (
-    RolloutError, RolloutState, file_fingerprint, read_state, touch_or_create,
+from rakuten_mm.serving.rollout import (
+    ReloadError, RolloutError, RolloutState, read_state, touch_or_create,
 )
-from rakuten_mm.serving.service import PredictionService, ProductImageError, ProductInput
-from rakuten_mm.serving.versions import ModelsNotFoundError, models_fingerprint, same_folder
+from rakuten_mm.serving.versions import (
+    ModelsNotFoundError, ModelsVersion, check_models_dir, identify_models, models_fingerprint, same_folder,
+)
 
 log = logging.getLogger(__name__)
 CURRENT, CANDIDATE = "current", "candidate"
+TOP_K = 5
+NO_IMAGE_NOTE = "no image: predicted from the text alone"
 # What the public /status says about a failed reload: a code, never the error's text (it names files).
 RELOAD_ERROR_CODES = ((RolloutError, "rollout_file_invalid"), (ModelsNotFoundError, "models_not_found"))
+# A PNG or WebP larger than this decodes whole into hundreds of MB: one such decode per worker at a time.
+LARGE_DECODE_PIXELS = 4_000_000
+REJECTION_REASONS = ((UnsupportedImageFormatError, "unsupported_format"), (ImageTooLargeError, "too_many_pixels"),
+                     (ImageAspectRatioError, "aspect_ratio"))
 
 
-class ReloadError(RuntimeError):
-    """The rollout file or a models folder it names could not be loaded; the previous models are still served."""
+class DecodeBudgetError(ImageTooLargeError):
+    """The request's PNG and WebP images declare more pixels in all than RAKUTEN_API_MAX_REQUEST_IMAGE_PIXELS."""
+
+
+class ProductImageError(ValueError):
+    """An image of a request was refused; row says which product of the request."""
+
+    def __init__(self, row: int, error: Exception):
+        super().__init__(str(error))
+        self.row = row
+        self.error = error
+
+
+@dataclass
+class ProductInput:
+    """One product as received: raw text fields, optional image bytes and ids to echo back."""
+
+    designation: str
+    description: str | None = None
+    image_bytes: bytes | None = None
+    productid: int | None = None
+    imageid: int | None = None
+    product_identifier: str | None = None
+    # Set when the image was refused and the product predicted from its text (batches), saying why.
+    image_note: str | None = None
+
+
+def full_decode_pixels(image_bytes: bytes | None) -> int:
+    """Pixels a PNG or WebP header declares (decoded whole); 0 for JPEG (reduced while decoding) and the rest."""
+    if not image_bytes:
+        return 0
+    try:
+        with Image.open(io.BytesIO(image_bytes), formats=("PNG", "WEBP")) as image:
+            return image.width * image.height
+    except Exception:  # not a PNG or WebP header: prepare_product decides what it is
+        return 0
+
+
+class DecodeBudget:
+    """The PNG and WebP pixels one request may still decode, and the worker's one-large-decode-at-a-time lock."""
+
+    def __init__(self, max_pixels: int, large_decode: contextlib.AbstractContextManager):
+        self.left, self.large_decode = max_pixels, large_decode
+
+    def take(self, image_bytes: bytes | None) -> contextlib.AbstractContextManager | None:
+        """The lock to hold while decoding this image (None: small enough); DecodeBudgetError past the budget."""
+        pixels = full_decode_pixels(image_bytes)
+        if pixels > self.left:
+            raise DecodeBudgetError(f"image of {pixels} pixels is over what is left of the request's "
+                                    f"budget of PNG/WebP pixels ({self.left})")
+        self.left -= pixels
+        return self.large_decode if pixels > LARGE_DECODE_PIXELS else None
 
 
 def reload_error_code(error: Exception) -> str:
     """A short code, free of paths and messages, for why a reload failed."""
     return next((code for kind, code in RELOAD_ERROR_CODES if isinstance(error, kind)), "models_not_loadable")
+
+
+def rejection_reason(error: Exception) -> str:
+    """The metrics label of a refused image: unsupported_format, too_many_pixels, aspect_ratio or corrupt."""
+    return next((reason for kind, reason in REJECTION_REASONS if isinstance(error, kind)), "corrupt")
 
 
 def routing_key(product: ProductInput) -> str:
@@ -54,12 +125,69 @@ def traffic_bucket(product: ProductInput) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
+def class_probability(code_index: int, probability: float) -> dict:
+    """A class index and probability as {prdtypecode, category, probability}."""
+    code = CODES[code_index]
+    return {"prdtypecode": code, "category": CATEGORY_NAMES[code], "probability": float(probability)}
+
+
+def configure_tensorflow_threads(threads: int) -> None:
+    """Give TensorFlow `threads` threads per pool (0: its default), before it starts its runtime."""
+    # The models are small: one thread per request avoids thread hand-offs, and uvicorn workers
+    # and concurrent requests already keep the cores busy.
+    if threads <= 0:
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    # Raised once TensorFlow runs (e.g. a second app in the same test process): keep its setting.
+    except RuntimeError:
+        log.info("TensorFlow already initialised; keeping its thread settings")
+
+
+@dataclass(frozen=True)
+class LoadedModels:
+    """One models folder loaded once: its classifier, its version and the file stamps it was loaded from."""
+
+    folder: Path
+    classifier: ProductClassifier
+    identity: ModelsVersion
+    fingerprint: tuple
+
+    @property
+    def version(self) -> str:
+        """The short version id of the loaded models."""
+        return self.identity.version
+
+    @property
+    def model_outs(self) -> dict[str, str]:
+        """md5 of each part of the loaded models (dvc.lock's, or of the files)."""
+        return self.identity.outs
+
+
+def load_models(folder: Path, settings: Settings, classifier_factory: Callable[[Path], ProductClassifier]
+                ) -> LoadedModels:
+    """Load a models folder and warm it up, so that no request pays for tracing."""
+    check_models_dir(folder)
+    started = time.perf_counter()
+    # Taken before loading: a file rewritten during the load makes the next check reload again.
+    fingerprint = models_fingerprint(folder)
+    identity = identify_models(folder, settings.models_dir, settings.dvc_lock)
+    classifier = classifier_factory(folder)
+    classifier.warm_up()
+    log.info("models loaded from %s in %.1f s, version %s (from %s)", folder, time.perf_counter() - started,
+             identity.version, identity.source)
+    return LoadedModels(folder, classifier, identity, fingerprint)
+
+
 @dataclass(frozen=True)
 class Served:
     """One snapshot of the served models, replaced whole on reload (requests keep the one they started with)."""
 
-    current: PredictionService
-    candidate: PredictionService | None
+    current: LoadedModels
+    candidate: LoadedModels | None
     candidate_share: float
     state: RolloutState
 
@@ -70,84 +198,113 @@ class Served:
             return CANDIDATE
         return CURRENT
 
-    def service(self, variant: str) -> PredictionService:
+    def models(self, variant: str) -> LoadedModels:
         """The models of a variant."""
         return self.candidate if variant == CANDIDATE else self.current
 
     def versions(self) -> dict[str, tuple[str, dict[str, str]]]:
         """{variant: (version, outs)} of the loaded models."""
         loaded = {CURRENT: self.current, CANDIDATE: self.candidate}
-        return {variant: (s.version, s.model_outs) for variant, s in loaded.items() if s is not None}
+        return {variant: (m.version, m.model_outs) for variant, m in loaded.items() if m is not None}
+
+
+def describe_prediction(product: ProductInput, probabilities: np.ndarray, has_image: bool, version: str,
+                        variant: str, include_probabilities: bool) -> dict:
+    """The API's view of one product's fused probabilities."""
+    # Stable sort: ties keep code order, so the top class is argmax's, as in evaluate.
+    ranked = np.argsort(-probabilities, kind="stable")[:TOP_K]
+    return {
+        **class_probability(int(ranked[0]), probabilities[ranked[0]]),
+        "top5": [class_probability(int(i), probabilities[i]) for i in ranked],
+        "modalities": ["text", "image"] if has_image else ["text"],
+        "note": None if has_image else product.image_note or NO_IMAGE_NOTE,
+        "productid": product.productid,
+        "imageid": product.imageid,
+        "product_identifier": product.product_identifier,
+        "model_version": version,
+        "probabilities": ([class_probability(i, p) for i, p in enumerate(probabilities)]
+                          if include_probabilities else None),
+        "variant": variant,
+    }
 
 
 class Deployment:
     """The served models of this worker process, their reloads, and predictions routed between variants."""
 
-    def __init__(self, settings: Settings, metrics: ModelMetrics, prediction_log: PredictionLog,
+    def __init__(self, settings: Settings, metrics: ApiMetrics, prediction_log: PredictionLog,
                  classifier_factory: Callable[[Path], ProductClassifier] = ProductClassifier):
         self.settings = settings
         self.metrics = metrics
         self.prediction_log = prediction_log
         self.classifier_factory = classifier_factory
         self.reload_error: str | None = None
-        self._served: Served | None = None
+        self.served: Served | None = None
         self._seen_fingerprint = None
         self._checked_at = time.monotonic()
         self._lock = threading.Lock()
+        self._large_decode = threading.Lock()
         with self._lock:
             self._reload_locked(reuse=False, strict=True)  # a broken setup stops the start
 
-    @property
-    def served(self) -> Served:
-        """The models serving requests now."""
-        return self._served
+    def predict(self, products: Sequence[ProductInput], endpoint: str,
+                include_probabilities: bool = False) -> list[dict]:
+        """One prediction per product, in order, each from its variant's models, queued for the prediction log."""
+        served = self.served
+        groups: dict[str, list[int]] = {}
+        for row, product in enumerate(products):
+            groups.setdefault(served.variant_of(product), []).append(row)
+        # Every image is checked before any model runs: a refused one fails a /predict request, counting
+        # nothing; in a batch it makes its product text-only.
+        budget = DecodeBudget(self.settings.max_request_image_pixels, self._large_decode)
+        inputs = {variant: [self._prepare(served.models(variant), products[row], row, budget, endpoint == "batch")
+                            for row in rows] for variant, rows in groups.items()}
+        results: list[dict | None] = [None] * len(products)
+        for variant, rows in groups.items():
+            models = served.models(variant)
+            titles, descriptions, images, has_image = zip(*inputs[variant], strict=True)
+            has_image = np.array(has_image, dtype=bool)
+            started = time.perf_counter()
+            fused = models.classifier.predict_proba(titles, descriptions, np.stack(images), has_image)["fused"]
+            seconds = time.perf_counter() - started
+            for row, probabilities, image in zip(rows, fused, has_image, strict=True):
+                results[row] = describe_prediction(products[row], probabilities, image, models.version, variant,
+                                                   include_probabilities)
+            self.metrics.record_predictions(endpoint, models.version, [results[row]["prdtypecode"] for row in rows],
+                                            has_image, seconds)
+        self.prediction_log.record(products, results)
+        return results
 
-    def load_service(self, folder: Path, reuse: bool) -> PredictionService:
-        """The models of a folder: the loaded ones when reuse allows and nothing changed on disk, else loaded anew."""
-        if reuse and self._served is not None:
-            for loaded in (self._served.current, self._served.candidate):
-                if (loaded is not None and same_folder(loaded.models_dir, folder)
-                        and loaded.fingerprint == models_fingerprint(folder)):
-                    return loaded  # a promotion reuses the candidate: no load, no pause
-        return PredictionService(folder, self.settings, self.metrics, self.classifier_factory)
+    def _prepare(self, models: LoadedModels, product: ProductInput, row: int, budget: DecodeBudget,
+                 image_fallback: bool) -> tuple:
+        """Model inputs of one product, with this API's image limits; ProductImageError names a refused image.
 
-    def _reload_locked(self, reuse: bool, strict: bool = False) -> Served:
-        """Read the rollout file and load what it names (caller holds the lock); keep the old models on failure."""
-        path = self.settings.rollout_file
-        # Taken before reading: a change made meanwhile is seen (and loaded) by a later check.
-        fingerprint = file_fingerprint(path)
+        image_fallback: a refused image makes its product text-only, with a note saying why, as
+        make_dataset treats an unreadable image, instead of failing the request.
+        """
+        limits = dict(max_image_pixels=self.settings.max_image_pixels, image_formats=IMAGE_FORMATS,
+                      max_image_aspect_ratio=self.settings.max_image_aspect_ratio)
         try:
-            state = read_state(path, self.settings.models_dir)
-            current = self.load_service(Path(state.current), reuse)
-            candidate = self.load_service(Path(state.candidate), reuse) if state.candidate else None
-        # Any failure (bad file, missing folder, a Keras file that will not load): keep the old models.
-        except Exception as error:
-            self._seen_fingerprint = fingerprint  # retried when the file changes again, not on every request
-            self.reload_error = reload_error_code(error)
-            self.metrics.reloads.labels("error").inc()
-            log.error("cannot load the models named by %s, serving the previous ones (%s): %s: %s",
-                      path, self.reload_error, type(error).__name__, error)
-            if strict:
-                raise
-            raise ReloadError(f"{type(error).__name__}: {error}") from error
-        served = Served(current, candidate, state.candidate_share if candidate else 0.0, state)
-        self._served, self._seen_fingerprint, self.reload_error = served, fingerprint, None
-        self.metrics.set_served(served.versions(), served.candidate_share)
-        self.metrics.reloads.labels("ok").inc()
-        log.info("serving %s (%s)%s", state.current, current.version,
-                 f", candidate {state.candidate} ({candidate.version}) for {served.candidate_share:.0%}"
-                 if candidate else "")
-        return served
+            with budget.take(product.image_bytes) or contextlib.nullcontext():
+                return models.classifier.prepare_product(product.designation, product.description,
+                                                         product.image_bytes, **limits)
+        except UnreadableImageError as error:
+            self.metrics.rejected_images.labels(rejection_reason(error)).inc()
+            if not image_fallback:
+                raise ProductImageError(row, error) from error
+            product.image_bytes = None
+            product.image_note = f"image not used ({error}): predicted from the text alone"
+            return models.classifier.prepare_product(product.designation, product.description, None, **limits)
 
-    def refresh_if_changed(self) -> None:
-        """Reload when the rollout file changed since the last load; cheap (one stat) and rate-limited."""
+    def needs_refresh(self) -> bool:
+        """Whether the rollout file changed since the last load (one stat, at most every check interval)."""
         now = time.monotonic()
         if now - self._checked_at < self.settings.rollout_check_seconds:
-            return
+            return False
         self._checked_at = now
-        if file_fingerprint(self.settings.rollout_file) == self._seen_fingerprint:
-            return
-        # One request of this worker reloads; the others go on with the models they have meanwhile.
+        return file_fingerprint(self.settings.rollout_file) != self._seen_fingerprint
+
+    def refresh(self) -> None:
+        """Reload what the changed rollout file names; one request of this worker does it, the others go on."""
         if not self._lock.acquire(blocking=False):
             return
         try:
@@ -173,32 +330,39 @@ class Deployment:
                 self._seen_fingerprint = after
         return served, True
 
-    def predict(self, products: Sequence[ProductInput], endpoint: str,
-                include_probabilities: bool = False) -> list[dict]:
-        """One prediction per product, in order, each from its variant's models, logged to the prediction log."""
-        served = self.served
-        groups: dict[str, list[int]] = {}
-        for row, product in enumerate(products):
-            groups.setdefault(served.variant_of(product), []).append(row)
-        # Every image is checked before any model runs: a refused one fails a /predict request, counting
-        # nothing; in a batch it makes its product text-only.
-        prepared = {variant: self._prepare(served.service(variant), products, rows, endpoint == "batch")
-                    for variant, rows in groups.items()}
-        results: list[dict | None] = [None] * len(products)
-        for variant, rows in groups.items():
-            group = [products[row] for row in rows]
-            answers = served.service(variant).predict_prepared(group, prepared[variant], endpoint,
-                                                               include_probabilities)
-            for row, answer in zip(rows, answers, strict=True):
-                results[row] = {**answer, "variant": variant}
-        self.prediction_log.record(products, results)
-        return results
+    def _load(self, folder: Path, reuse: bool) -> LoadedModels:
+        """The models of a folder: the loaded ones when reuse allows and nothing changed on disk, else loaded anew."""
+        if reuse and self.served is not None:
+            for loaded in (self.served.current, self.served.candidate):
+                if (loaded is not None and same_folder(loaded.folder, folder)
+                        and loaded.fingerprint == models_fingerprint(folder)):
+                    return loaded  # a promotion reuses the candidate: no load, no pause
+        return load_models(folder, self.settings, self.classifier_factory)
 
-    @staticmethod
-    def _prepare(service: PredictionService, products: Sequence[ProductInput], rows: list[int],
-                 image_fallback: bool) -> list[tuple]:
-        """Model inputs for some rows of a request; a refused image names its row in the whole request."""
+    def _reload_locked(self, reuse: bool, strict: bool = False) -> Served:
+        """Read the rollout file and load what it names (caller holds the lock); keep the old models on failure."""
+        path = self.settings.rollout_file
+        # Taken before reading: a change made meanwhile is seen (and loaded) by a later check.
+        fingerprint = file_fingerprint(path)
         try:
-            return service.prepare([products[row] for row in rows], image_fallback)
-        except ProductImageError as error:
-            raise ProductImageError(rows[error.row], error.error) from error
+            state = read_state(path, self.settings.models_dir)
+            current = self._load(Path(state.current), reuse)
+            candidate = self._load(Path(state.candidate), reuse) if state.candidate else None
+        # Any failure (bad file, missing folder, a Keras file that will not load): keep the old models.
+        except Exception as error:
+            self._seen_fingerprint = fingerprint  # retried when the file changes again, not on every request
+            self.reload_error = reload_error_code(error)
+            self.metrics.reloads.labels("error").inc()
+            log.error("cannot load the models named by %s, serving the previous ones (%s): %s: %s",
+                      path, self.reload_error, type(error).__name__, error)
+            if strict:
+                raise
+            raise ReloadError(f"{type(error).__name__}: {error}") from error
+        served = Served(current, candidate, state.candidate_share if candidate else 0.0, state)
+        self.served, self._seen_fingerprint, self.reload_error = served, fingerprint, None
+        self.metrics.set_served(served.versions(), served.candidate_share)
+        self.metrics.reloads.labels("ok").inc()
+        log.info("serving %s (%s)%s", state.current, current.version,
+                 f", candidate {state.candidate} ({candidate.version}) for {served.candidate_share:.0%}"
+                 if candidate else "")
+        return served

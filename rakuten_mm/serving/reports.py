@@ -1,12 +1,10 @@
-"""What the pipeline and the drift monitor wrote about the served models, read defensively for the console.
+"""What the pipeline and the drift monitor wrote about the served models, read defensively (and once per change).
 
-The evaluate stage writes metrics/evaluate/metrics.json (either `{"test": {model: {...}}, "val": ...,
-"per_class_f1": ...}` or, in older runs, `{model: {...}, "per_class_f1": ...}`) and the confusion
-matrix as DVC plot data (a list of {"actual", "predicted"} rows). Any file may be missing, half
+The evaluate stage writes metrics/evaluate/metrics.json (`{"val": {model: {...}}, "test": {model: {...}},
+"per_class_f1": {code: f1}}`) and the confusion matrix as DVC plot data (a list of {"actual", "predicted"} rows). Any file may be missing, half
 written or of another layout: the console then says so instead of failing.
 """
 
-import json
 import logging
 from collections import Counter
 from pathlib import Path
@@ -14,29 +12,16 @@ from pathlib import Path
 import yaml
 
 from rakuten_mm.categories import CATEGORY_NAMES
+from rakuten_mm.jsonfiles import read_file
 from rakuten_mm.serving.config import Settings
-from rakuten_mm.serving.deployment import Served
-from rakuten_mm.serving.monitoring import read_drift_report
-from rakuten_mm.serving.service import PredictionService
+from rakuten_mm.serving.deployment import LoadedModels, Served
+from rakuten_mm.serving.metrics import read_drift_report
 
 log = logging.getLogger(__name__)
 METRIC_NAMES = ("accuracy", "f1_weighted", "f1_macro", "coverage")
 # Sections of metrics.json, most wanted first: the test split is what the README reports.
 SPLIT_SECTIONS = ("test", "val")
-# The model whose per-class F1 is shown when the file holds one mapping per model.
-PER_CLASS_MODEL = "fusion"
 DRIFT_FIELDS = ("test", "score", "threshold", "drifted", "n_reference", "n_production")
-
-
-def read_json(path: Path) -> object | None:
-    """A JSON file's content, None when absent or unreadable (logged)."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as error:
-        log.warning("cannot read %s: %s", path, error)
-        return None
 
 
 def model_scores(section: dict) -> dict[str, dict[str, float]]:
@@ -48,11 +33,9 @@ def model_scores(section: dict) -> dict[str, dict[str, float]]:
     return scores
 
 
-def per_class_f1(data: dict, section: dict) -> list[dict]:
-    """[{prdtypecode, category, f1}] in code order, from a flat {code: f1} or a per-model mapping."""
-    values = data.get("per_class_f1", section.get("per_class_f1"))
-    if isinstance(values, dict) and values and all(isinstance(v, dict) for v in values.values()):
-        values = values.get(PER_CLASS_MODEL) or next(iter(values.values()))
+def per_class_f1(data: dict) -> list[dict]:
+    """[{prdtypecode, category, f1}] in code order, from the file's {code: f1}."""
+    values = data.get("per_class_f1")
     if not isinstance(values, dict):
         return []
     rows = []
@@ -63,17 +46,16 @@ def per_class_f1(data: dict, section: dict) -> list[dict]:
 
 
 def evaluation_metrics(path: Path) -> dict | None:
-    """Scores per model (test section if present, else validation, else the top level) and per-class F1."""
-    data = read_json(path)
+    """Scores per model of the test section (else the validation one) and per-class F1."""
+    data = read_file(path)
     if not isinstance(data, dict):
         return None
     split = next((name for name in SPLIT_SECTIONS if isinstance(data.get(name), dict)), None)
-    section = data[split] if split else data
-    scores = model_scores(section)
+    scores = model_scores(data[split]) if split else {}
     if not scores:
         log.warning("%s holds no model scores", path)
         return None
-    return {"split": split or "test", "models": scores, "per_class_f1": per_class_f1(data, section)}
+    return {"split": split, "models": scores, "per_class_f1": per_class_f1(data)}
 
 
 def label_order(label: str) -> tuple:
@@ -83,7 +65,7 @@ def label_order(label: str) -> tuple:
 
 def confusion_matrix(path: Path) -> dict | None:
     """{labels, matrix} counting (actual, predicted) pairs of the DVC plot data; labels in code order."""
-    rows = read_json(path)
+    rows = read_file(path)
     if not isinstance(rows, list):
         return None
     pairs = Counter((str(r["actual"]), str(r["predicted"])) for r in rows
@@ -96,35 +78,33 @@ def confusion_matrix(path: Path) -> dict | None:
 
 def evaluated_model_outs(dvc_lock: Path) -> dict[str, str]:
     """md5 of each models/ dependency of the evaluate stage in a dvc.lock (empty without one)."""
-    try:
-        stages = (yaml.safe_load(dvc_lock.read_text(encoding="utf-8")) or {}).get("stages", {})
-    except (OSError, yaml.YAMLError):
-        return {}
+    lock = read_file(dvc_lock, yaml.safe_load)
+    stages = lock.get("stages", {}) if isinstance(lock, dict) else {}
     deps = stages.get("evaluate", {}).get("deps", [])
     return {d["path"]: d["md5"] for d in deps if str(d.get("path", "")).startswith("models/") and "md5" in d}
 
 
-def matches_served(service: PredictionService, project: Path) -> bool | None:
+def matches_served(models: LoadedModels, project: Path) -> bool | None:
     """Whether evaluate scored exactly the served model files (None when dvc.lock cannot tell)."""
-    if service.identity.source != "dvc.lock":
+    if models.identity.source != "dvc.lock":
         return None
     evaluated = evaluated_model_outs(project / "dvc.lock")
     if not evaluated:
         return None
-    return all(evaluated.get(path) == md5 for path, md5 in service.model_outs.items())
+    return all(evaluated.get(path) == md5 for path, md5 in models.model_outs.items())
 
 
-def served_evaluation(service: PredictionService, variant: str, settings: Settings) -> dict:
+def served_evaluation(models: LoadedModels, variant: str, settings: Settings) -> dict:
     """The evaluate outputs beside one served models folder."""
-    project = service.models_dir.parent
+    project = models.folder.parent
     metrics_path, matrix_path = project / settings.evaluate_metrics, project / settings.confusion_matrix
     metrics = evaluation_metrics(metrics_path)
     return {
         "variant": variant,
-        "model_version": service.version,
+        "model_version": models.version,
         "metrics": metrics,
         "confusion_matrix": confusion_matrix(matrix_path),
-        "matches_served": matches_served(service, project) if metrics else None,
+        "matches_served": matches_served(models, project) if metrics else None,
     }
 
 

@@ -1,4 +1,4 @@
-"""A/B rollout of a candidate model beside the current one, from the command line.
+"""A/B rollout: the state file naming the served models folders, its changes, and the command that makes them.
 
     python -m rakuten_mm.serving.rollout status
     python -m rakuten_mm.serving.rollout set-candidate /srv/exp-42/models --share 0.1
@@ -6,45 +6,172 @@
     python -m rakuten_mm.serving.rollout rollback         # previous -> current (and no candidate)
     python -m rakuten_mm.serving.rollout drop-candidate   # stop the candidate, keep the current model
 
-Each command edits the rollout file (RAKUTEN_API_ROLLOUT_FILE) and, when an admin user is given
-(RAKUTEN_ROLLOUT_USER and RAKUTEN_ROLLOUT_PASSWORD, in the environment or .env), asks the running
-API to reload with POST /admin/reload; if the API cannot load the new models the file is put back.
-Without a user, the API's workers notice the file change by themselves within
-RAKUTEN_API_ROLLOUT_CHECK_SECONDS of their next request.
+The file (RAKUTEN_API_ROLLOUT_FILE):
+
+    {"current": "models", "candidate": "/srv/exp-42/models", "candidate_share": 0.1,
+     "previous": null, "updated_at": "2025-06-01T10:00:00+00:00"}
+
+Relative folders are relative to the API's working directory, like RAKUTEN_API_MODELS_DIR; no file
+means RAKUTEN_API_MODELS_DIR alone. Every change goes through `roll_out`: edit the file (atomically,
+under a lock), load what it names, and put the file back when that cannot be loaded. The command
+loads through the running API (POST /admin/reload, as the admin user RAKUTEN_ROLLOUT_USER with
+RAKUTEN_ROLLOUT_PASSWORD); POST /admin/rollout/{promote,rollback} loads in the API itself. Without
+a user, the API's workers notice the file change within RAKUTEN_API_ROLLOUT_CHECK_SECONDS.
 """
 
 import argparse
+import fcntl
 import json
 import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import asdict
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
-from pydantic import SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from rakuten_mm.serving.config import Settings
-from rakuten_mm.serving.rollout_state import (
-    RolloutError, RolloutState, edit_state, promoted, read_state, restore_state, rolled_back, with_candidate,
-    without_candidate,
-)
+from rakuten_mm.jsonfiles import file_fingerprint, replace_file
+from rakuten_mm.serving.config import RolloutClientSettings, Settings
 from rakuten_mm.serving.versions import check_models_dir, files_outs, identify_models, same_folder
 
+Loaded = TypeVar("Loaded")
 
-class RolloutClientSettings(BaseSettings):
-    """Where the running API is and which admin user the rollout command logs in as."""
 
-    model_config = SettingsConfigDict(env_prefix="RAKUTEN_ROLLOUT_", env_file=".env", env_file_encoding="utf-8",
-                                      extra="ignore")
+class ReloadError(RuntimeError):
+    """The rollout file or a models folder it names could not be loaded; the previous models are still served."""
 
-    api_url: str = "http://127.0.0.1:8000"
-    user: str | None = None
-    password: SecretStr | None = None
-    # Loading models takes seconds; a reload answers once they are loaded.
-    timeout_seconds: float = 300.0
 
+class RolloutError(ValueError):
+    """The rollout file is unreadable, or a rollout step makes no sense in the present state."""
+
+
+@dataclass(frozen=True)
+class RolloutState:
+    """Folders served (current, candidate with its share of products) and the one to roll back to."""
+
+    current: str
+    candidate: str | None = None
+    candidate_share: float = 0.0
+    previous: str | None = None
+    updated_at: str | None = None
+
+    def __post_init__(self):
+        """Refuse states the API could not serve."""
+        if not isinstance(self.current, str) or not self.current:
+            raise RolloutError("'current' must name a models folder")
+        if not isinstance(self.candidate_share, int | float) or not 0.0 <= self.candidate_share <= 1.0:
+            raise RolloutError(f"candidate_share must be between 0 and 1, not {self.candidate_share!r}")
+        if self.candidate is None and self.candidate_share:
+            raise RolloutError("candidate_share is above 0 but no candidate is named")
+
+
+def read_state(path: Path, default_current: Path) -> RolloutState:
+    """The state in the file; without a file, default_current served alone."""
+    if not path.is_file():
+        return RolloutState(str(default_current))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return RolloutState(**data)
+    except (ValueError, TypeError) as error:
+        raise RolloutError(f"cannot read rollout file {path}: {error}") from error
+
+
+def write_state(path: Path, state: RolloutState) -> RolloutState:
+    """Write the state, stamped with the time, in place of the file's."""
+    state = replace(state, updated_at=datetime.now(UTC).isoformat(timespec="seconds"))
+    replace_file(path, json.dumps(asdict(state), indent=2) + "\n")
+    return state
+
+
+@contextmanager
+def locked(path: Path):
+    """Hold an exclusive lock beside the file, so that two edits never interleave their read and write."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def edit_state(path: Path, default_current: Path,
+               change: Callable[[RolloutState], RolloutState]) -> tuple[RolloutState, RolloutState]:
+    """Apply change to the file's state under the lock; return (before, after)."""
+    with locked(path):
+        before = read_state(path, default_current)
+        after = write_state(path, change(before))
+    return before, after
+
+
+def restore_state(path: Path, state: RolloutState) -> None:
+    """Write back an earlier state (a rollout step the API could not load is undone)."""
+    with locked(path):
+        write_state(path, state)
+
+
+def touch_or_create(path: Path, default_current: Path) -> tuple[tuple | None, tuple | None]:
+    """Change the file's fingerprint so that every worker reloads; the fingerprints (before, after).
+
+    The same text goes to a new file (a new inode: a change even within the file system's timestamp
+    granularity); without a file, the default state is written.
+    """
+    with locked(path):
+        before = file_fingerprint(path)
+        if before is not None:
+            replace_file(path, path.read_text(encoding="utf-8"))
+        else:
+            write_state(path, RolloutState(str(default_current)))
+        return before, file_fingerprint(path)
+
+
+def with_candidate(state: RolloutState, folder: str, share: float) -> RolloutState:
+    """Serve folder to `share` of the products beside the current models."""
+    return replace(state, candidate=folder, candidate_share=share)
+
+
+def without_candidate(state: RolloutState) -> RolloutState:
+    """Stop the candidate: every product goes to the current models again."""
+    if state.candidate is None:
+        raise RolloutError("there is no candidate to drop")
+    return replace(state, candidate=None, candidate_share=0.0)
+
+
+def promoted(state: RolloutState) -> RolloutState:
+    """The candidate becomes current for every product; the current one is kept for rollback."""
+    if state.candidate is None:
+        raise RolloutError("there is no candidate to promote: set one with set-candidate first")
+    return RolloutState(current=state.candidate, previous=state.current)
+
+
+def rolled_back(state: RolloutState) -> RolloutState:
+    """The previous models become current again, and any candidate is stopped."""
+    if state.previous is None:
+        hint = " (to stop the candidate, use drop-candidate)" if state.candidate else ""
+        raise RolloutError(f"there is no previous model to roll back to{hint}")
+    return RolloutState(current=state.previous)
+
+
+# The changes that take no argument, by the name the command line and /admin/rollout/{action} use.
+ACTIONS: dict[str, Callable[[RolloutState], RolloutState]] = {
+    "promote": promoted, "rollback": rolled_back, "drop-candidate": without_candidate}
+
+
+def roll_out(path: Path, default_current: Path, change: Callable[[RolloutState], RolloutState],
+             load: Callable[[RolloutState], Loaded]) -> Loaded:
+    """The one rollout action: edit the file, load what it names, put the file back if that fails (ReloadError).
+
+    RolloutError when the change makes no sense in the present state (nothing to promote...).
+    """
+    before, after = edit_state(path, default_current, change)
+    try:
+        return load(after)
+    except ReloadError:
+        restore_state(path, before)
+        raise
+
+
+# --- the command line ---
 
 class ApiError(RuntimeError):
     """The API answered with an error status; status is None when it could not be reached."""
@@ -144,7 +271,7 @@ def planned_change(args: argparse.Namespace, settings: Settings):
             return with_candidate(state, str(args.folder), args.share)
 
         return change
-    return {"promote": promoted, "rollback": rolled_back, "drop-candidate": without_candidate}[args.command]
+    return ACTIONS[args.command]
 
 
 def read_password(args: argparse.Namespace, client: RolloutClientSettings) -> str | None:
@@ -154,39 +281,42 @@ def read_password(args: argparse.Namespace, client: RolloutClientSettings) -> st
     return client.password.get_secret_value() if client.password else None
 
 
-def reload_api(args: argparse.Namespace, settings: Settings, client: RolloutClientSettings,
-               before: RolloutState) -> int:
-    """Ask the API to reload; undo the file change when the API cannot load it. Returns the exit code."""
+def reload_through_api(args: argparse.Namespace, settings: Settings, client: RolloutClientSettings,
+                       after: RolloutState) -> None:
+    """Say what the file now holds, then ask the API to load it; ReloadError (file put back) on a 409."""
+    print(f"{args.command}: current {after.current}"
+          + (f", candidate {after.candidate} for {after.candidate_share:.1%}" if after.candidate else ", no candidate")
+          + (f", previous {after.previous}" if after.previous else "") + f" (written to {args.file})")
     password = read_password(args, client)
     if args.no_reload or not client.user or password is None:
         print(f"not calling the API (no --user/RAKUTEN_ROLLOUT_USER and password, or --no-reload): its workers "
               f"pick the change up within {settings.rollout_check_seconds:g} s of their next request")
-        return 0
+        return
     try:
         result = request_reload(client, password)
     except ApiError as error:
-        if error.status is None:
-            print(f"warning: {error}; running workers pick the change up by themselves", file=sys.stderr)
-            return 0
-        if error.status == 409:
-            # The API still serves the old models: put the file back so that no worker tries again.
-            restore_state(args.file, before)
-            print(f"error: {error}\nthe rollout file was restored to its previous state", file=sys.stderr)
-            return 1
-        print(f"error: {error}\nthe rollout file is changed; workers pick it up by themselves", file=sys.stderr)
-        return 1
+        if error.status == 409:  # the API still serves the old models: no worker should try again
+            raise ReloadError(str(error)) from error
+        raise
     print(f"API reloaded: current {result['current']}"
           + (f", candidate {result['candidate']} for {result['candidate_share']:.1%}" if result["candidate"] else ""))
-    return 0
 
 
 def command_change(args: argparse.Namespace, settings: Settings, client: RolloutClientSettings) -> int:
     """Edit the rollout file for set-candidate, promote, rollback or drop-candidate, then reload the API."""
-    before, after = edit_state(args.file, settings.models_dir, planned_change(args, settings))
-    print(f"{args.command}: current {after.current}"
-          + (f", candidate {after.candidate} for {after.candidate_share:.1%}" if after.candidate else ", no candidate")
-          + (f", previous {after.previous}" if after.previous else "") + f" (written to {args.file})")
-    return reload_api(args, settings, client, before)
+    try:
+        roll_out(args.file, settings.models_dir, planned_change(args, settings),
+                 lambda after: reload_through_api(args, settings, client, after))
+    except ReloadError as error:
+        print(f"error: {error}\nthe rollout file was restored to its previous state", file=sys.stderr)
+        return 1
+    except ApiError as error:
+        if error.status is None:
+            print(f"warning: {error}; running workers pick the change up by themselves", file=sys.stderr)
+            return 0
+        print(f"error: {error}\nthe rollout file is changed; workers pick it up by themselves", file=sys.stderr)
+        return 1
+    return 0
 
 
 def common_options(settings: Settings, client: RolloutClientSettings) -> argparse.ArgumentParser:

@@ -1,4 +1,4 @@
-"""Request and response bodies of the API."""
+"""Request and response bodies of every route: predictions, status, tokens, and what the console reads."""
 
 from typing import Literal
 
@@ -41,6 +41,15 @@ class Status(BaseModel):
     reload_error: str | None = Field(
         None, description="why the last reload failed (the previous models are served): rollout_file_invalid, "
                           "models_not_found or models_not_loadable; the API log has the details")
+
+
+class Readiness(BaseModel):
+    """Whether this worker can serve: models loaded, and whether the shared rate-limit store answers."""
+
+    status: Literal["ready", "degraded", "not_ready"]
+    models_loaded: bool
+    rate_limit_store: Literal["ok", "unreachable", "disabled"] = Field(
+        description="unreachable: limits are counted per worker process until the store answers again")
 
 
 class ReloadResult(BaseModel):
@@ -113,3 +122,55 @@ class BatchProduct(BaseModel):
     product_identifier: str | None = Field(None, max_length=MAX_IDENTIFIER_CHARS)
     image_base64: str | None = Field(
         None, description="JPEG, PNG or WebP bytes in base64 (a data:image/...;base64, prefix is accepted)")
+
+
+class UserInfo(BaseModel):
+    """Who the token belongs to, and whether the console may show the admin actions."""
+
+    username: str
+    admin: bool
+
+
+class RolloutFile(BaseModel):
+    """The rollout file's state (what promote and rollback act on) and the versions this worker serves."""
+
+    current: str
+    candidate: str | None
+    candidate_share: float
+    previous: str | None = Field(description="the models folder a rollback returns to")
+    updated_at: str | None
+    served_version: str
+    served_candidate_version: str | None
+
+
+class DriftFeature(BaseModel):
+    """One feature's verdict in the latest drift report."""
+
+    test: str | None = None
+    score: float | None = None
+    threshold: float | None = None
+    drifted: bool | None = None
+    n_reference: int | None = None
+    n_production: int | None = None
+
+
+class DriftSummary(BaseModel):
+    """The latest drift report of the monitor command, per feature (available=false without one)."""
+
+    available: bool
+    generated_at: str | None = None
+    status: str | None = None
+    drift_detected: bool | None = None
+    n_production: int | None = None
+    features: dict[str, DriftFeature]
+
+
+class ServedEvaluation(BaseModel):
+    """The evaluate stage's scores for one served models folder, as the pipeline wrote them."""
+
+    variant: Literal["current", "candidate"]
+    model_version: str
+    metrics: dict | None = Field(description="{split, models: {model: {accuracy, f1_weighted, f1_macro}}, "
+                                             "per_class_f1: [{prdtypecode, category, f1}]}; null without a file")
+    confusion_matrix: dict | None = Field(description="{labels, matrix[actual][predicted]}; null without a file")
+    matches_served: bool | None = Field(description="whether dvc.lock says evaluate scored these exact model files")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from rakuten_mm.serving.atomic import replace_file
+from rakuten_mm.jsonfiles import replace_file
 from rakuten_mm.serving.security import hash_password, verify_password
 
 log = logging.getLogger(__name__)

@@ -1,19 +1,23 @@
-"""Prometheus metrics: HTTP metrics per route (instrumentator), model metrics per version, drift scores."""
+"""Prometheus metrics: HTTP metrics per route (instrumentator), model metrics per version, drift scores.
 
-import json
+Anonymous scrapes get the operational series only (HTTP, process, rate-limit store); the model and
+drift series go to callers with RAKUTEN_API_METRICS_TOKEN (Prometheus, monitoring/prometheus.yml).
+"""
+
 import logging
 import os
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 
-from fastapi import FastAPI, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from prometheus_fastapi_instrumentator import Instrumentator
 
+from rakuten_mm.jsonfiles import read_file
 from rakuten_mm.serving.versions import MODEL_PARTS
 
 log = logging.getLogger(__name__)
@@ -21,10 +25,12 @@ log = logging.getLogger(__name__)
 INFERENCE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# What anyone may scrape: how the service runs, nothing about products, predictions or data drift.
+PUBLIC_PREFIXES = ("http_", "process_", "python_", "rakuten_rate_limit_")
 
 
-class ModelMetrics:
-    """The models' own metrics: latency, predicted classes and products without image per version; what is served."""
+class ApiMetrics:
+    """The API's own metrics: model latency, predicted classes, images refused, what is served, the rate-limit store."""
 
     def __init__(self, registry: CollectorRegistry):
         self.inference_seconds = Histogram(
@@ -48,6 +54,11 @@ class ModelMetrics:
         self.reloads = Counter(
             "rakuten_model_reloads", "Model reloads (rollout file change or POST /admin/reload), by result",
             ["result"], registry=registry)
+        self.rate_limit_store_degraded = Gauge(
+            "rakuten_rate_limit_store_degraded",
+            "1 while the shared rate-limit store is unreachable and limits are counted per worker process",
+            registry=registry, multiprocess_mode="livemax")
+        self.rate_limit_store_degraded.set(0)
         self._info_labels: set[tuple[str, ...]] = set()
 
     def set_served(self, served: dict[str, tuple[str, dict[str, str]]], candidate_share: float) -> None:
@@ -76,13 +87,8 @@ class ModelMetrics:
 
 def read_drift_report(path: Path) -> dict | None:
     """The drift report's content, None when the file is absent or not a readable report."""
-    try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as error:
-        # Caught mid-write or broken: no drift series this scrape rather than a failed scrape.
-        log.warning("cannot read drift report %s: %s", path, error)
+    report = read_file(path)
+    if report is None:
         return None
     if not isinstance(report, dict) or not isinstance(report.get("features"), dict):
         log.warning("drift report %s has no 'features' mapping", path)
@@ -135,8 +141,19 @@ class DriftReportCollector(Collector):
                                     "When the drift report was generated (Unix time)", value=generated)
 
 
+class PublicSeries:
+    """The operational series of a registry (PUBLIC_PREFIXES), for anonymous scrapes."""
+
+    def __init__(self, source: CollectorRegistry):
+        self.source = source
+
+    def collect(self) -> Iterator[Metric]:
+        """The source's metric families whose names are public."""
+        return (metric for metric in self.source.collect() if metric.name.startswith(PUBLIC_PREFIXES))
+
+
 def scrape_registry(registry: CollectorRegistry, drift: Collector) -> CollectorRegistry:
-    """What /metrics exports: this process's registry, or every worker's files in multiprocess mode."""
+    """Every series of this process's registry, or of every worker's files in multiprocess mode."""
     if MULTIPROCESS_ENV not in os.environ:
         return registry
     # Each scrape reads all workers' files afresh; the drift series come from the report, once.
@@ -146,16 +163,22 @@ def scrape_registry(registry: CollectorRegistry, drift: Collector) -> CollectorR
     return merged
 
 
-def instrument_http(app: FastAPI, registry: CollectorRegistry, drift_report: Path) -> None:
-    """Requests, latency histograms and exact status codes per route, and GET /metrics for all metrics."""
+class Exposition:
+    """The text /metrics answers: all series for a trusted caller, the public ones for anyone else."""
+
+    def __init__(self, registry: CollectorRegistry, drift_report: Path):
+        self.registry = registry
+        self.drift = DriftReportCollector(drift_report)
+        registry.register(self.drift)
+
+    def text(self, trusted: bool) -> bytes:
+        """The Prometheus text format of the series this caller may see."""
+        everything = scrape_registry(self.registry, self.drift)
+        return generate_latest(everything if trusted else PublicSeries(everything))
+
+
+def instrument_http(app: FastAPI, registry: CollectorRegistry) -> None:
+    """Requests, latency histograms and exact status codes per route."""
     instrumentator = Instrumentator(
         should_group_status_codes=False, excluded_handlers=["/metrics"], registry=registry)
     instrumentator.instrument(app, latency_lowr_buckets=HTTP_BUCKETS)
-    drift = DriftReportCollector(drift_report)
-    registry.register(drift)
-
-    # Our own route rather than instrumentator.expose: its multiprocess registry would drop the drift collector.
-    @app.get("/metrics", tags=["monitoring"], summary="Prometheus metrics", response_class=Response)
-    def metrics() -> Response:
-        """All metrics in the Prometheus text format."""
-        return Response(generate_latest(scrape_registry(registry, drift)), media_type=CONTENT_TYPE_LATEST)

@@ -1,1 +1,0 @@
-"""Thin routers: parse the request, call the service, shape the answer."""

@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,6 +29,7 @@ if str(REPO_ROOT) not in sys.path:
 from rakuten_mm.data.raw_layout import image_filename, read_features  # noqa: E402
 from rakuten_mm.models.fusion import apply_fusion  # noqa: E402
 from rakuten_mm.models.predictor import ProductClassifier  # noqa: E402
+from run_info import commit, machine  # noqa: E402
 
 REAL_SAMPLE = REPO_ROOT.parent / "shared" / "rakuten-real-sample"
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "classifier.json"
@@ -80,21 +78,6 @@ def time_product(classifier: ProductClassifier, product: tuple, repeats: int) ->
     parts["predict_proba"], _ = timed(lambda: classifier.predict_proba([title], [description], images, has_images),
                                       repeats)
     return parts
-
-
-def machine() -> dict:
-    """CPU model, cores and load average while the benchmark ran."""
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
-    return {"cpu": model, "cores": os.cpu_count(), "load_average_1m": os.getloadavg()[0],
-            "python": platform.python_version()}
-
-
-def commit() -> str:
-    """The checkout's commit (with -dirty when it has uncommitted changes)."""
-    described = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO_ROOT, capture_output=True,
-                               text=True, check=False)
-    return described.stdout.strip() or "unknown"
 
 
 def write_results(results: dict, out: Path) -> None:

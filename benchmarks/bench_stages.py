@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -24,6 +22,9 @@ from pathlib import Path
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run_info import commit, machine  # noqa: E402
+
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "stages.json"
 
 
@@ -52,28 +53,14 @@ def time_stage(stage: str) -> float:
     return time.perf_counter() - started
 
 
-def machine() -> dict:
-    """CPU model, cores and the load average before the run."""
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
-    return {"cpu": model, "cores": os.cpu_count(), "load_average_1m_before": os.getloadavg()[0]}
-
-
-def commit() -> str:
-    """The checkout's commit (with -dirty when it has uncommitted changes)."""
-    described = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO_ROOT, capture_output=True,
-                               text=True, check=False)
-    return described.stdout.strip() or "unknown"
-
-
 def write_results(results: dict, out: Path) -> None:
     """The JSON and a Markdown table beside it."""
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     total = results["total_seconds"]
     lines = [f"# Stage times, `dvc repro -s --force` (commit {results['commit']})", "",
-             f"{results['machine']['cpu']}, {results['machine']['cores']} cores; load average before "
-             f"{results['machine']['load_average_1m_before']:.2f}; median of {results['repeats']} run(s).", "",
+             f"{results['machine']['cpu']}, {results['machine']['cores']} cores; load average before the run "
+             f"{results['machine']['load_average_1m']:.2f}; median of {results['repeats']} run(s).", "",
              "| stage | seconds | share |", "|---|---|---|"]
     lines += [f"| {stage} | {seconds:.1f} | {100 * seconds / total:.0f}% |"
               for stage, seconds in results["stages"].items()]

@@ -26,7 +26,6 @@ import http.client
 import io
 import json
 import os
-import platform
 import secrets
 import socket
 import subprocess
@@ -43,6 +42,8 @@ from PIL import Image, ImageDraw
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
+
+from benchmarks import run_info  # noqa: E402
 
 DEFAULT_REAL_DIR = REPO_ROOT.parent / "shared" / "rakuten-real-sample" / "image_train"
 TITLE = "Piscine tubulaire ronde 3,05 m x 76 cm avec pompe de filtration"
@@ -61,16 +62,15 @@ WARMUP_REQUESTS = 20
 def naive_classifier_class():
     """ProductClassifier with Keras model.predict per call instead of the traced graphs."""
     from rakuten_mm.categories import CODES
-    from rakuten_mm.features.text import model_input_texts
     from rakuten_mm.models.predictor import ProductClassifier, blank_image_probabilities
-    from rakuten_mm.models.text import text_tensor
+    from rakuten_mm.models.training import sparse_batches
 
     class NaiveClassifier(ProductClassifier):
         """model.predict on every request: Keras builds a data pipeline and a step loop each time."""
 
-        def predict_text(self, titles, descriptions):
-            texts = model_input_texts(titles, descriptions, self.text_config["max_description_chars"])
-            return np.asarray(self.text_model.predict(text_tensor(texts), verbose=0), dtype=np.float32)
+        def predict_text(self, titles, descriptions, tfidf_rows=None):
+            batches = sparse_batches(tfidf_rows, None, self.batch_size, shuffle_seed=None)
+            return np.asarray(self.text_model.predict(batches, verbose=0), dtype=np.float32)
 
         def predict_image(self, images, has_image):
             probabilities = blank_image_probabilities(len(has_image), len(CODES))
@@ -356,18 +356,6 @@ def bench_variant(variant: str, count: int, args: argparse.Namespace, image: byt
         server.stop()
 
 
-def machine() -> dict:
-    """Cores, CPU model and versions, for the README."""
-    cpu = "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                    if line.startswith("model name")), cpu)
-    import tensorflow as tf
-
-    return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(), "tensorflow": tf.__version__}
-
-
 def print_report(results: dict, args: argparse.Namespace) -> None:
     """A side-by-side table and the target checks."""
     print(f"\nmachine: {results['machine']}\nimage: {results['image']}; workers={args.workers}, "
@@ -396,7 +384,7 @@ def print_report(results: dict, args: argparse.Namespace) -> None:
 def markdown_report(results: dict, args: argparse.Namespace) -> str:
     """The results as Markdown tables, for the README and docs/api.md to quote."""
     lines = [f"# API benchmark ({args.models})", "", f"`{results['command']}`", "",
-             f"Machine: {results['machine']}; image: {results['image']}; workers={args.workers}, "
+             f"Commit {results['commit']}; machine: {results['machine']}; image: {results['image']}; workers={args.workers}, "
              f"tf_threads={args.tf_threads}.", "",
              "| variant | n | p50 ms (c=1) | p95 ms | p99 ms | req/s (c=%d) | errors |" % args.concurrency,
              "| --- | --- | --- | --- | --- | --- | --- |"]
@@ -440,7 +428,7 @@ def main() -> int:
               file=sys.stderr)
         return 2
     image, image_name = load_image(args.image)
-    results = {"machine": machine(), "image": image_name, "title": TITLE, "variants": {}}
+    results = {"commit": run_info.commit(), "machine": run_info.machine(), "image": image_name, "title": TITLE, "variants": {}}
     counts = {"fast": args.requests, "naive": args.naive_requests, "http": args.requests}
     with tempfile.TemporaryDirectory(prefix="bench_api_") as tmp:
         for variant in args.variants.split(","):

@@ -10,7 +10,7 @@ from PIL import Image
 
 from rakuten_mm.data.archive import write_stored_zip
 from rakuten_mm.data.importers import HubUnreachableError, download_from_hub, import_from_dir
-from rakuten_mm.data.raw_layout import image_filename
+from rakuten_mm.data.raw_layout import image_filename, read_labelled, write_labelled_folder
 from pipeline_utils import REPO_ROOT
 
 FILES = {"x_train": "X_train_update.csv", "y_train": "Y_train_CVw08PX.csv", "x_test": "X_test_update.csv",
@@ -53,6 +53,22 @@ def test_dir_import_packs_one_archive_per_split_in_row_order(tmp_path, images_as
         assert archive.namelist() == [image_filename(11, 1), image_filename(13, 3)]
         assert all(info.compress_type == zipfile.ZIP_STORED for info in archive.infolist())
     assert (tmp_path / "raw" / FILES["y_train"]).read_bytes() == (source / FILES["y_train"]).read_bytes()
+
+
+def test_a_written_labelled_folder_imports_with_its_labels_and_photos(tmp_path):
+    table = pd.DataFrame({"designation": ["Lampe", "Vélo"], "description": ["<b>LED</b>", None],
+                          "productid": [7, 8], "imageid": [70, 80], "prdtypecode": [2060, 1280]}, index=[900, 901])
+    photo = jpeg_bytes("red")
+    written = write_labelled_folder(table, [(70, 7, photo)], tmp_path / "corrections", FILES)
+    summary = import_from_dir(tmp_path / "corrections", tmp_path / "raw", FILES)
+    assert written == {"labelled": 2, "images_train": 1}
+    assert summary == {"labelled": 2, "unlabelled": 0, "images_train": 1, "images_test": 0, "images_unmatched": 0}
+    imported = read_labelled(tmp_path / "raw" / FILES["x_train"], tmp_path / "raw" / FILES["y_train"])
+    assert imported.index.tolist() == [900, 901]
+    assert imported["prdtypecode"].tolist() == [2060, 1280]
+    assert imported.loc[901, "designation"] == "Vélo" and pd.isna(imported.loc[901, "description"])
+    with zipfile.ZipFile(tmp_path / "raw" / FILES["images_train"]) as archive:
+        assert archive.read(image_filename(70, 7)) == photo
 
 
 def test_dir_import_of_a_missing_folder_says_which(tmp_path):

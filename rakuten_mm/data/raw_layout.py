@@ -1,9 +1,12 @@
 """The challenge's raw layout: CSV tables with an unnamed index and images named by ids."""
 
 import codecs
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
+
+from rakuten_mm.data.archive import write_stored_zip
 
 FEATURE_COLUMNS = ("designation", "description", "productid", "imageid")
 LABEL_COLUMN = "prdtypecode"
@@ -14,6 +17,10 @@ IMPORT_REPORT = "import_report.json"
 ENCODING_CHECK_CHUNK = 1 << 20
 # How many offending ids an error message lists.
 SHOWN_IDS = 10
+
+
+# The folder inside an images zip that holds the labelled photos, as in the challenge's archive.
+LABELLED_IMAGE_FOLDER = "image_train"
 
 
 class RawLayoutError(ValueError):
@@ -100,3 +107,20 @@ def read_labelled(x_path: str | Path, y_path: str | Path) -> pd.DataFrame:
     if len(missing):
         raise RawLayoutError(f"{y_path}: no {LABEL_COLUMN} for {len(missing)} rows of {x_path}")
     return features.join(labels[[LABEL_COLUMN]], how="left")
+
+
+def write_labelled_folder(table: pd.DataFrame, photos: Iterable[tuple[int, int, bytes]], out_dir: str | Path,
+                          files: dict) -> dict:
+    """Write labelled products as a challenge-layout folder (X, Y and an images zip) that `import` reads.
+
+    `table` holds FEATURE_COLUMNS and LABEL_COLUMN with the row ids as its index; `photos` yields
+    (imageid, productid, JPEG bytes); `files` names the files as `import.files` does.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table[list(FEATURE_COLUMNS)].to_csv(out_dir / files["x_train"])
+    table[[LABEL_COLUMN]].to_csv(out_dir / files["y_train"])
+    members = ((f"{LABELLED_IMAGE_FOLDER}/{image_filename(imageid, productid)}", data)
+               for imageid, productid, data in photos)
+    images = write_stored_zip(out_dir / files["images_train"], members)
+    return {"labelled": len(table), "images_train": images}

@@ -24,6 +24,7 @@ from rakuten_mm.models.image import (
 )
 from rakuten_mm.jsonfiles import write_json
 from rakuten_mm.models.classes import write_classes
+from rakuten_mm.models.crossfit import held_out_only, validation_mask, write_member_probs
 from rakuten_mm.models.determinism import set_determinism
 from rakuten_mm.models.device import device_summary
 from rakuten_mm.models.keras_files import save_keras_model
@@ -79,22 +80,24 @@ def main() -> None:
     batches = {name: array_batches(inputs, rows[name], labels[rows[name]], batch_size,
                                    shuffle_seed=p["seed"] if name == "train" else None)
                for name in ("train", "val")}
-    probs = Path(args.probs)
-    probs.mkdir(parents=True, exist_ok=True)
     with StageLive("train_image") as live:
         live.log_params({**p, **device, "effective_batch_size": batch_size})
         live.log_metric("device/gpus", device["gpus"], plot=False)
         fit_classifier(model, batches["train"], batches["val"], labels[rows["val"]], p,
                        class_weights(labels[rows["train"]], N_CLASSES, p["class_weights"]),
                        [EpochLogger(live, len(rows["train"]))])
+        proba = {}
         for name in ("val", "test"):
             all_rows = rows_of(split, name)
-            proba = blank_image_probabilities(len(all_rows), N_CLASSES)
+            proba[name] = blank_image_probabilities(len(all_rows), N_CLASSES)
             with_image = np.isin(all_rows, rows[name])
-            proba[with_image] = predict_probabilities(
+            proba[name][with_image] = predict_probabilities(
                 model, array_batches(inputs, rows[name], None, p["batch_size"], None))
-            np.save(probs / f"{name}.npy", proba)
-            log_split_scores(live, name, labels[rows[name]], proba[with_image].argmax(1))
+            log_split_scores(live, name, labels[rows[name]], proba[name][with_image].argmax(1))
+    # Not cross-fitted (a fit costs about a minute): the fusion learns its weight from the
+    # validation rows, which the train-only model never saw; train rows are NaN ("cannot score").
+    validation = validation_mask(split)
+    write_member_probs(args.probs, held_out_only(proba["val"], validation, N_CLASSES), validation, proba["test"])
     save_keras_model(served_model(p, model, args.extractor), Path(args.model) / "model.keras")
     write_classes(args.model)
     write_json({k: image[k] for k in ("size", "white_threshold", "margin")}, Path(args.model) / "preprocessing.json")

@@ -28,11 +28,11 @@ def main() -> None:
     p = params["train_fusion"]
     split = pd.read_csv(args.split, index_col="row")
     probs, labels = out_of_fold_inputs(Path(args.dataset), Path(args.probs), p["members"], split)
-    fusion, out_of_fold = fit_fusion(p, probs, labels, fitting_folds(split))
+    validation = validation_mask(split)
+    fusion, out_of_fold = fit_fusion(p, probs, labels, fitting_folds(split), validation)
     write_json(fusion, Path(args.model) / "fusion.json")
     out = Path(args.probs) / "fusion"
     out.mkdir(parents=True, exist_ok=True)
-    validation = validation_mask(split)
     np.save(out / "oof.npy", out_of_fold)
     np.save(out / "val.npy", out_of_fold[validation])
     selection = fusion["selection"]
@@ -47,8 +47,11 @@ def main() -> None:
         # Every score here is out of fold: the fusion never saw the rows it is scored on.
         for name, value in selection["candidates_cv_f1_weighted"].items():
             live.log_metric(f"oof_f1_weighted/{name}", value, plot=False)
+        for name, value in selection.get("validation_rows_f1_weighted", {}).items():
+            live.log_metric(f"oof_val_f1_weighted/{name}", value, plot=False)
         live.log_metric("serves_single_member", int(fusion["method"] == "member"), plot=False)
-        log_split_scores(live, "train_val", labels, out_of_fold.argmax(1))
+        if not np.isnan(out_of_fold).any():  # a fusion that uses the image model is fitted on validation rows only
+            log_split_scores(live, "train_val", labels, out_of_fold.argmax(1))
         scores = log_split_scores(live, "val", labels[validation], out_of_fold[validation].argmax(1))
     log.info("fusion %s, out of fold on validation: %s (serving %s)", selection["method_fitted"], scores,
              fusion["method"])

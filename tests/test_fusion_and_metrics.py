@@ -115,8 +115,29 @@ def test_auto_chooses_on_out_of_fold_scores_not_in_sample_ones():
     fusion, out_of_fold = fit_fusion({**PARAMS, "method": "stacking", "stacking_C": 100.0}, probs, labels, FOLDS)
     in_sample = fit_stacking(probs, labels, 100.0, 0)
     assert accuracy(apply_fusion(in_sample, probs), labels) > 0.2
-    assert fusion["selection"]["candidates_cv_f1_weighted"]["stacking"] < 0.08
+    assert fusion["selection"]["candidates_cv_f1_weighted"]["text+baseline/stacking"] < 0.08
     assert accuracy(out_of_fold, labels) < 0.08
+
+
+@pytest.mark.parametrize("informative", [True, False])
+def test_a_member_scored_on_validation_rows_only_joins_only_if_it_helps_there(validation, informative):
+    probs, labels, _ = validation
+    rng = np.random.default_rng(4)
+    is_validation = rng.random(600) < 0.3
+    image = probs["image"] if informative else noisy_probabilities(rng.integers(0, 27, 600), 27, 2.0, rng)
+    image = np.where(is_validation[:, None], image, np.nan)  # not cross-fitted: validation rows only
+    fusion, out_of_fold = fit_fusion({**PARAMS, "method": "weighted"}, {**probs, "image": image}, labels, FOLDS,
+                                     is_validation)
+    selection = fusion["selection"]
+    assert set(selection["candidates_cv_f1_weighted"]) == {"text+baseline/weighted/f1"}
+    if informative:
+        assert selection["members_fitted"] == ["text", "image", "baseline"]
+        assert selection["fitted_rows"] == is_validation.sum() and np.isnan(out_of_fold[~is_validation]).all()
+        assert weighted_f1(labels[is_validation], out_of_fold[is_validation].argmax(1)) > selection[
+            "validation_rows_f1_weighted"]["text+baseline/weighted/f1"] + 0.05
+    else:
+        assert selection["members_fitted"] == ["text", "baseline"] and selection["fitted_rows"] == 600
+        assert "image" not in members_used(fusion) and np.isfinite(out_of_fold).all()
 
 
 def test_unknown_fusion_method_is_rejected(validation):

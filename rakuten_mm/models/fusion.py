@@ -179,29 +179,60 @@ def cross_validated_probabilities(params: dict, probs: dict[str, np.ndarray], la
     return fused
 
 
-def fit_fusion(params: dict, probs: dict[str, np.ndarray], labels: np.ndarray,
-               folds: np.ndarray) -> tuple[dict, np.ndarray]:
+def cross_fitted_members(probs: dict[str, np.ndarray], validation: np.ndarray | None) -> list[str]:
+    """Members with out-of-fold rows outside validation; the others (not cross-fitted) score validation rows only."""
+    if validation is None:
+        return list(probs)
+    return [name for name, p in probs.items() if scored_rows(p)[~validation].any()]
+
+
+def out_of_fold_candidates(params: dict, probs: dict[str, np.ndarray], labels: np.ndarray, folds: np.ndarray,
+                           members: list[str], rows: np.ndarray, fallback: str) -> dict[str, tuple]:
+    """Each candidate fusion of `members` fitted on `rows`: (settings, members, rows, out-of-fold probabilities)."""
+    part = {name: probs[name][rows] for name in members}
+    return {f"{'+'.join(members)}/{name}": (settings, members, rows,
+                                            cross_validated_probabilities(settings, part, labels[rows], folds[rows],
+                                                                          fallback))
+            for name, settings in tqdm(candidate_methods(params).items(), desc="fusion cross-fitting", unit="method")}
+
+
+def fit_fusion(params: dict, probs: dict[str, np.ndarray], labels: np.ndarray, folds: np.ndarray,
+               validation: np.ndarray | None = None) -> tuple[dict, np.ndarray]:
     """Fit the fusion on out-of-fold member probabilities; serve the best single member when no fusion beats it.
 
-    probs are the members' out-of-fold probabilities of the train + validation rows and folds the
-    split's folds. Fusions and members are compared on rows they were not fitted on: the fusions
-    by cross-fitting over the same folds. Returns the fusion and its out-of-fold probabilities.
+    probs are the members' out-of-fold probabilities of the train + validation rows, folds the
+    split's folds, validation which rows are validation rows. Fusions of the cross-fitted members
+    are fitted and compared (with the best member) on every row; fusions that also use a member
+    scored on validation rows only (the image model) on the validation rows, against that winner.
+    Every comparison is out of fold. Returns the fusion and its out-of-fold probabilities (NaN
+    outside the rows it was fitted on).
     """
     member_f1 = {name: weighted_f1(labels, np.nan_to_num(p, nan=-1.0).argmax(1)) for name, p in probs.items()}
-    candidates = full_coverage_members(probs)
-    if not candidates:
+    if not full_coverage_members(probs):
         raise ValueError(f"train_fusion.members {list(probs)}: none scores every row (add a text model)")
-    best = max(candidates, key=member_f1.get)
-    methods = candidate_methods(params)
-    held_out = {name: cross_validated_probabilities(settings, probs, labels, folds, best)
-                for name, settings in tqdm(methods.items(), desc="fusion cross-fitting", unit="method")}
-    cv_f1 = {name: weighted_f1(labels, fused.argmax(1)) for name, fused in held_out.items()}
+    best = max(full_coverage_members(probs), key=member_f1.get)
+    everywhere = cross_fitted_members(probs, validation)
+    every_row = np.ones(len(labels), dtype=bool)
+    candidates = out_of_fold_candidates(params, probs, labels, folds, everywhere, every_row, best)
+    cv_f1 = {name: weighted_f1(labels, c[3].argmax(1)) for name, c in candidates.items()}
     chosen = max(cv_f1, key=cv_f1.get)
-    selection = {"member_f1_weighted": member_f1, "best_member": best, "candidates_cv_f1_weighted": cv_f1,
-                 "fusion_cv_f1_weighted": cv_f1[chosen], "method_fitted": chosen}
     # A tie serves the member too: the same answers for less work per request.
-    if cv_f1[chosen] <= member_f1[best]:
-        return ({"method": "member", "member": best, "classes": list(CODES), "selection": selection},
-                np.asarray(probs[best], dtype=np.float32))
-    fusion = fit_method(methods[chosen], probs, labels, best)
-    return {**fusion, "classes": list(CODES), "selection": selection}, held_out[chosen]
+    winner, winner_probs = (chosen, candidates[chosen][3]) if cv_f1[chosen] > member_f1[best] else (best, probs[best])
+    selection = {"member_f1_weighted": member_f1, "best_member": best, "candidates_cv_f1_weighted": cv_f1}
+    if len(everywhere) < len(probs):
+        later = out_of_fold_candidates(params, probs, labels, folds, list(probs), validation, best)
+        later_f1 = {name: weighted_f1(labels[validation], c[3].argmax(1)) for name, c in later.items()}
+        selection["validation_rows_f1_weighted"] = {**later_f1, winner: weighted_f1(
+            labels[validation], winner_probs[validation].argmax(1))}
+        if max(later_f1.values()) > selection["validation_rows_f1_weighted"][winner]:
+            winner = chosen = max(later_f1, key=later_f1.get)
+            candidates, cv_f1 = later, later_f1
+            winner_probs = np.full((len(labels), later[chosen][3].shape[1]), np.nan, dtype=np.float32)
+            winner_probs[validation] = later[chosen][3]
+    settings, members, rows, _ = candidates[chosen]
+    selection.update(fusion_cv_f1_weighted=cv_f1[chosen], method_fitted=describe(settings), members_fitted=members,
+                     fitted_rows=int(rows.sum()), served=winner)
+    if winner == best:
+        return {"method": "member", "member": best, "classes": list(CODES), "selection": selection}, winner_probs
+    fusion = fit_method(settings, {name: probs[name][rows] for name in members}, labels[rows], best)
+    return {**fusion, "classes": list(CODES), "selection": selection}, winner_probs

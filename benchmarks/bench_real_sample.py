@@ -172,7 +172,8 @@ def main() -> None:
     for number, test_rows in enumerate(grouped_folds(labels, groups, args.folds, args.seed), start=1):
         names = fold_split(labels, groups, test_rows, params["split"])
         split_params = params["split"]
-        write_split(repo, table, names, fitting_folds(labels, groups, names, split_params["folds"], split_params["seed"]))
+        folds_of_rows = fitting_folds(labels, groups, names, split_params["folds"], split_params["seed"])
+        write_split(repo, table, names, folds_of_rows)
         folds.append(run_fold(repo, commands, fold_stages(commands, params)))
         print(f"fold {number}/{args.folds}: " + ", ".join(f"{m} {folds[-1]['test'][m]:.3f}" for m in MODELS)
               + f" (served: {folds[-1]['served']}, {folds[-1]['fold_seconds']:.0f} s)", flush=True)

@@ -16,7 +16,8 @@ from rakuten_mm.stage import start_stage
 log = logging.getLogger("train_fusion")
 
 
-def out_of_fold_inputs(dataset: Path, probs_dir: Path, members: list[str], split: pd.DataFrame) -> tuple[dict, np.ndarray]:
+def out_of_fold_inputs(dataset: Path, probs_dir: Path, members: list[str],
+                       split: pd.DataFrame) -> tuple[dict, np.ndarray]:
     """Each member's out-of-fold probabilities of the train + validation rows (NaN rows: not scored) and the labels."""
     labels = read_split_table(dataset / "labelled.csv")["label"].to_numpy()
     return {name: np.load(probs_dir / name / "oof.npy") for name in members}, labels[fitting_rows(split)]

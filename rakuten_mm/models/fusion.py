@@ -1,4 +1,4 @@
-"""Late fusion of the member models' probabilities, fitted on their out-of-fold probabilities of train + validation rows.
+"""Late fusion of the member models' probabilities, fitted on their out-of-fold probabilities (train + validation).
 
 A member's probabilities are NaN on rows it cannot score (the image model on products without an
 image); every method then relies on the other members for those rows.

@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from pipeline_utils import copy_repository, deep_merge, dotted_override  # noqa: E402
 from rakuten_mm.data.dataset import read_split_table  # noqa: E402
-from rakuten_mm.data.splitting import duplicate_groups, grouped_folds, grouped_holdout  # noqa: E402
+from rakuten_mm.data.splitting import duplicate_groups, fitting_folds, grouped_folds, grouped_holdout  # noqa: E402
 
 MODELS = ("text", "image", "baseline", "fusion")
 DATA_STAGES = ("import", "make_dataset")
@@ -68,9 +68,9 @@ def fold_split(labels: np.ndarray, groups: np.ndarray, test_rows: np.ndarray, sp
     return names
 
 
-def write_split(repo: Path, table: pd.DataFrame, names: np.ndarray) -> None:
-    """data/processed/split.csv in the split stage's format."""
-    frame = pd.DataFrame({"index": table.index.to_numpy(), "split": names})
+def write_split(repo: Path, table: pd.DataFrame, names: np.ndarray, folds: np.ndarray) -> None:
+    """data/processed/split.csv in the split stage's format (with the cross-fitting folds)."""
+    frame = pd.DataFrame({"index": table.index.to_numpy(), "split": names, "fold": folds})
     frame.index.name = "row"
     (repo / "data" / "processed").mkdir(parents=True, exist_ok=True)
     frame.to_csv(repo / "data" / "processed" / "split.csv")
@@ -91,8 +91,22 @@ def run_fold(repo: Path, commands: dict[str, str], stages: list[str]) -> dict:
     fusion = json.loads((repo / "models" / "fusion" / "fusion.json").read_text())
     return {"test": {m: metrics["test"][m]["f1_weighted"] for m in MODELS},
             "val": {m: metrics["val"][m]["f1_weighted"] for m in MODELS},
-            "served": fusion.get("member", "fusion"), "weights": fusion.get("weights"),
+            "served": served_method(fusion), "weights": fusion.get("weights"),
             "seconds": seconds, "fold_seconds": sum(seconds.values())}
+
+
+def served_method(fusion: dict) -> str:
+    """What the fold served: a member's name, or the fusion method (stacking, weighted)."""
+    return fusion["member"] if fusion["method"] == "member" else fusion["method"]
+
+
+def targets(summary: dict) -> dict:
+    """Issue 19's checks: served ≥ best single member − 0.005 and ≥ baseline + 0.02 (means over folds)."""
+    best = max(("text", "image", "baseline"), key=lambda m: summary[m]["mean"])
+    served = summary["fusion"]["mean"]
+    return {"best_member": best, "served_minus_best_member": served - summary[best]["mean"],
+            "served_minus_baseline": served - summary["baseline"]["mean"],
+            "met": bool(served >= summary[best]["mean"] - 0.005 and served >= summary["baseline"]["mean"] + 0.02)}
 
 
 def summarise(folds: list[dict]) -> dict:
@@ -101,6 +115,7 @@ def summarise(folds: list[dict]) -> dict:
                    "std": float(np.std([f["test"][m] for f in folds]))} for m in MODELS}
     times = [f["fold_seconds"] for f in folds]
     summary["fold_seconds"] = {"mean": float(np.mean(times)), "std": float(np.std(times))}
+    summary["targets"] = targets(summary)
     return summary
 
 
@@ -112,8 +127,12 @@ def markdown_table(result: dict) -> str:
              "| model | test weighted F1 (mean ± std over folds) |", "|---|---|"]
     lines += [f"| {m} | {s[m]['mean']:.3f} ± {s[m]['std']:.3f} |" for m in MODELS]
     lines += ["", f"Time per fold: {s['fold_seconds']['mean']:.0f} ± {s['fold_seconds']['std']:.0f} s "
-              f"(training stages, fusion and evaluate). The fusion served "
+              f"(training stages, fusion and evaluate). Served per fold: "
               + ", ".join(f"fold {i + 1}: {f['served']}" for i, f in enumerate(result["per_fold"])) + "."]
+    t = s["targets"]
+    lines += ["", f"Served model minus the best single member ({t['best_member']}): "
+              f"{t['served_minus_best_member']:+.3f} (target ≥ -0.005); minus baseline: "
+              f"{t['served_minus_baseline']:+.3f} (target ≥ +0.02): {'met' if t['met'] else 'not met'}."]
     return "\n".join(lines) + "\n"
 
 
@@ -151,7 +170,10 @@ def main() -> None:
     labels, groups = table["label"].to_numpy(), duplicate_groups(table["title"], table["description"])
     folds = []
     for number, test_rows in enumerate(grouped_folds(labels, groups, args.folds, args.seed), start=1):
-        write_split(repo, table, fold_split(labels, groups, test_rows, params["split"]))
+        names = fold_split(labels, groups, test_rows, params["split"])
+        split_params = params["split"]
+        folds_of_rows = fitting_folds(labels, groups, names, split_params["folds"], split_params["seed"])
+        write_split(repo, table, names, folds_of_rows)
         folds.append(run_fold(repo, commands, fold_stages(commands, params)))
         print(f"fold {number}/{args.folds}: " + ", ".join(f"{m} {folds[-1]['test'][m]:.3f}" for m in MODELS)
               + f" (served: {folds[-1]['served']}, {folds[-1]['fold_seconds']:.0f} s)", flush=True)

@@ -1,4 +1,8 @@
-"""Stage `evaluate`: score every member model and the served fusion on the validation and test splits."""
+"""Stage `evaluate`: score every member model and the served fusion on the validation and test splits.
+
+Validation scores are out of fold (the cross-fitting stages' saved predictions); test scores are
+the served (refitted) models' own predictions.
+"""
 
 import logging
 from pathlib import Path
@@ -12,7 +16,7 @@ from rakuten_mm.evaluation.latency import per_item_latency_ms
 from rakuten_mm.evaluation.live import StageLive
 from rakuten_mm.evaluation.metrics import classification_scores, per_class_f1
 from rakuten_mm.jsonfiles import write_json
-from rakuten_mm.models.fusion import held_out_validation_predictions, members_used
+from rakuten_mm.models.fusion import members_used
 from rakuten_mm.models.predictor import MEMBERS, ProductClassifier
 from rakuten_mm.stage import start_stage
 
@@ -39,14 +43,13 @@ def score_split(live: StageLive, split: str, labels: np.ndarray, predicted: dict
     return scores
 
 
-def predicted_classes(probs: dict, split: str, classifier: ProductClassifier, fusion_params: dict,
-                      labels: np.ndarray) -> dict:
-    """Each model's classes; on validation the fusion's come from folds it was not fitted on."""
-    predicted = {"fusion" if name == "fused" else name: proba.argmax(1) for name, proba in probs.items()}
-    if split == "val":
-        members = {name: probs[name] for name in fusion_params["members"]}
-        predicted["fusion"] = held_out_validation_predictions(classifier.fusion, fusion_params, members, labels)
-    return predicted
+def validation_classes(probs_dir: Path, fusion_params: dict) -> dict:
+    """Each member's and the fusion's validation classes, all out of fold (data/probs/<name>/val.npy)."""
+    # The served members are refitted on train + validation: scored on those rows they would be
+    # in-sample. The cross-fitting stages saved each validation row's prediction by a model (and
+    # a fusion) that never saw it.
+    names = [*fusion_params["members"], "fusion"]
+    return {name: np.nan_to_num(np.load(probs_dir / name / "val.npy"), nan=-1.0).argmax(1) for name in names}
 
 
 def log_test_details(live: StageLive, labels: np.ndarray, fused: np.ndarray) -> None:
@@ -84,7 +87,7 @@ def served_classifier(every_member: ProductClassifier, models: str) -> ProductCl
 
 def main() -> None:
     """Score every model on the validation and test splits, write predictions, metrics and latency."""
-    params, args = start_stage("evaluate", ["dataset", "split", "models", "predictions", "latency"],
+    params, args = start_stage("evaluate", ["dataset", "split", "models", "probs", "predictions", "latency"],
                                "Evaluate.")
     p, dataset = params["evaluate"], Path(args.dataset)
     table, images = read_split_table(dataset / "labelled.csv"), load_images(dataset / "labelled_images.npy")
@@ -93,19 +96,18 @@ def main() -> None:
     split = pd.read_csv(args.split, index_col="row")
     every_member = ProductClassifier(args.models, members=list(MEMBERS))
     labels, has_image = table["label"].to_numpy(), table["has_image"].to_numpy()
-    probs = {}
+    test_rows, val_rows = rows_of(split, "test"), rows_of(split, "val")
+    test_probs = predict_rows(every_member, table, images, test_rows)
+    predicted = {"val": validation_classes(Path(args.probs), params["train_fusion"]),
+                 "test": {"fusion" if n == "fused" else n: proba.argmax(1) for n, proba in test_probs.items()}}
     with StageLive("evaluate") as live:
-        for name in ("val", "test"):
-            rows = rows_of(split, name)
-            probs[name] = predict_rows(every_member, table, images, rows)
-            predicted = predicted_classes(probs[name], name, every_member, params["train_fusion"], labels[rows])
-            scores = score_split(live, name, labels[rows], predicted, has_image[rows])
+        for name, rows in (("val", val_rows), ("test", test_rows)):
+            scores = score_split(live, name, labels[rows], predicted[name], has_image[rows])
             log.info("%s scores: %s", name, {k: round(v["f1_weighted"], 4) for k, v in scores.items()})
-        test_rows = rows_of(split, "test")
-        log_test_details(live, labels[test_rows], probs["test"]["fused"])
+        log_test_details(live, labels[test_rows], test_probs["fused"])
     served = served_classifier(every_member, args.models)
     unlabelled_probs = predict_rows(served, unlabelled, unlabelled_images, np.arange(len(unlabelled)))
-    write_predictions(Path(args.predictions), table.iloc[test_rows], probs["test"]["fused"], unlabelled,
+    write_predictions(Path(args.predictions), table.iloc[test_rows], test_probs["fused"], unlabelled,
                       unlabelled_probs["fused"])
     latency = {f"batch_{size}": per_item_latency_ms(lambda rows: predict_rows(served, table, images, test_rows[rows]),
                                                     len(test_rows), size, p["latency"]["repeats"])

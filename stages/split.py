@@ -1,4 +1,7 @@
-"""Stage `split`: train / validation / test split of the labelled rows, stratified, duplicates kept together."""
+"""Stage `split`: train / validation / test split of the labelled rows, stratified, duplicates kept together.
+
+Every train + validation row also gets a fold: the k folds every member and the fusion cross-fit on.
+"""
 
 import logging
 from pathlib import Path
@@ -6,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from rakuten_mm.data.dataset import read_split_table
-from rakuten_mm.data.splitting import duplicate_groups, duplicate_summary, grouped_split
+from rakuten_mm.data.splitting import duplicate_groups, duplicate_summary, fitting_folds, grouped_split
 from rakuten_mm.jsonfiles import write_json
 from rakuten_mm.stage import start_stage
 
@@ -21,11 +24,13 @@ def main() -> None:
     labels = table["label"].to_numpy()
     groups = duplicate_groups(table["title"], table["description"])
     split = pd.Series(grouped_split(labels, groups, p["val_size"], p["test_size"], p["seed"]))
-    frame = pd.DataFrame({"index": table.index.to_numpy(), "split": split.to_numpy()})
+    folds = fitting_folds(labels, groups, split.to_numpy(), p["folds"], p["seed"])
+    frame = pd.DataFrame({"index": table.index.to_numpy(), "split": split.to_numpy(), "fold": folds})
     frame.index.name = "row"
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(args.out)
     counts = {name: int((split == name).sum()) for name in ("train", "val", "test")}
+    counts["fold_rows"] = [int((folds == fold).sum()) for fold in range(p["folds"])]
     counts["duplicates"] = duplicate_summary(groups, labels)
     write_json(counts, args.summary)
     log.info("split sizes: %s", counts)

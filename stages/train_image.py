@@ -25,12 +25,13 @@ from rakuten_mm.models.image import (
 )
 from rakuten_mm.jsonfiles import write_json
 from rakuten_mm.models.classes import write_classes
+from rakuten_mm.models.crossfit import held_out_only, validation_mask, write_member_probs
 from rakuten_mm.models.determinism import set_determinism
 from rakuten_mm.models.device import device_summary
 from rakuten_mm.models.keras_files import save_keras_model
 from rakuten_mm.models.training import (
-    EpochLogger, array_batches, class_weights, fit_classifier, learning_rate_schedule, predict_probabilities,
-    training_batch_size,
+    EpochLogger, array_batches, best_epoch, class_weights, fit_classifier, fit_epochs, learning_rate_schedule,
+    predict_probabilities, training_batch_size,
 )
 from rakuten_mm.stage import start_stage
 
@@ -60,6 +61,28 @@ def served_model(p: dict, trained: keras.Model, extractor_dir: str) -> keras.Mod
     return compose_image_model(keras.models.load_model(Path(extractor_dir) / "extractor.keras"), trained)
 
 
+def split_probabilities(model: keras.Model, inputs, split: pd.DataFrame, rows: dict, name: str,
+                        batch_size: int) -> np.ndarray:
+    """A split's image probabilities: NaN rows for products without an image."""
+    all_rows = rows_of(split, name)
+    proba = blank_image_probabilities(len(all_rows), N_CLASSES)
+    proba[np.isin(all_rows, rows[name])] = predict_probabilities(
+        model, array_batches(inputs, rows[name], None, batch_size, None))
+    return proba
+
+
+def refitted_model(p: dict, size: int, args, inputs, rows: dict, labels: np.ndarray, epochs: int,
+                   batch_size: int) -> keras.Model:
+    """A new model fitted on the train + validation rows with an image, for the epochs early stopping chose."""
+    model, _ = model_and_inputs(p, size, args)
+    both = np.sort(np.concatenate([rows["train"], rows["val"]]))
+    log.info("refitting on %d train + validation images for %d epochs", len(both), epochs)
+    batches = array_batches(inputs, both, labels[both], batch_size, shuffle_seed=p["seed"],
+                            flip=flips_in_input_pipeline(p))
+    return fit_epochs(model, batches, p, epochs, class_weights(labels[both], N_CLASSES, p["class_weights"]),
+                      learning_rate_schedule(p))
+
+
 def main() -> None:
     """Train the image model, then save it and its validation and test probabilities."""
     params, args = start_stage("train_image", ["dataset", "features", "extractor", "split", "model", "probs"],
@@ -82,23 +105,25 @@ def main() -> None:
                                    shuffle_seed=p["seed"] if name == "train" else None,
                                    flip=name == "train" and flips_in_input_pipeline(p))
                for name in ("train", "val")}
-    probs = Path(args.probs)
-    probs.mkdir(parents=True, exist_ok=True)
     with StageLive("train_image") as live:
         live.log_params({**p, **device, "effective_batch_size": batch_size})
         live.log_metric("device/gpus", device["gpus"], plot=False)
-        fit_classifier(model, batches["train"], batches["val"], labels[rows["val"]], p,
-                       class_weights(labels[rows["train"]], N_CLASSES, p["class_weights"]),
-                       [EpochLogger(live, len(rows["train"])), *learning_rate_schedule(p)])
+        history = fit_classifier(model, batches["train"], batches["val"], labels[rows["val"]], p,
+                                 class_weights(labels[rows["train"]], N_CLASSES, p["class_weights"]),
+                                 [EpochLogger(live, len(rows["train"])), *learning_rate_schedule(p)])
+        # Validation from the train-only model (out-of-sample); test from the served one.
+        served = refitted_model(p, image["size"], args, inputs, rows, labels, best_epoch(history),
+                                batch_size) if p["refit"] else model
+        proba = {"val": split_probabilities(model, inputs, split, rows, "val", p["batch_size"]),
+                 "test": split_probabilities(served, inputs, split, rows, "test", p["batch_size"])}
         for name in ("val", "test"):
-            all_rows = rows_of(split, name)
-            proba = blank_image_probabilities(len(all_rows), N_CLASSES)
-            with_image = np.isin(all_rows, rows[name])
-            proba[with_image] = predict_probabilities(
-                model, array_batches(inputs, rows[name], None, p["batch_size"], None))
-            np.save(probs / f"{name}.npy", proba)
-            log_split_scores(live, name, labels[rows[name]], proba[with_image].argmax(1))
-    save_keras_model(served_model(p, model, args.extractor), Path(args.model) / "model.keras")
+            scored = ~np.isnan(proba[name]).any(axis=1)
+            log_split_scores(live, name, labels[rows[name]], proba[name][scored].argmax(1))
+    # Not cross-fitted (5 more fits of about a minute each): the fusion learns its weight from the
+    # validation rows, which the train-only model never saw; train rows are NaN ("cannot score").
+    validation = validation_mask(split)
+    write_member_probs(args.probs, held_out_only(proba["val"], validation, N_CLASSES), validation, proba["test"])
+    save_keras_model(served_model(p, served, args.extractor), Path(args.model) / "model.keras")
     write_classes(args.model)
     write_json({k: image[k] for k in ("size", "white_threshold", "margin")}, Path(args.model) / "preprocessing.json")
 

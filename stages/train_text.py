@@ -1,4 +1,4 @@
-"""Stage `train_text`: fit the Keras text classifier, save it and its val/test probabilities."""
+"""Stage `train_text`: fit the Keras text classifier, save it, its out-of-fold and test probabilities."""
 
 import logging
 import sys
@@ -16,6 +16,7 @@ from rakuten_mm.features.text import model_input_texts
 from rakuten_mm.features.tfidf import load_features
 from rakuten_mm.jsonfiles import write_json
 from rakuten_mm.models.classes import write_classes
+from rakuten_mm.models.crossfit import held_out_only, validation_mask, write_member_probs
 from rakuten_mm.models.determinism import set_determinism
 from rakuten_mm.models.device import device_summary
 from rakuten_mm.models.encoder import (
@@ -27,8 +28,9 @@ from rakuten_mm.models.text import (
     adapt_vectorizer, assemble_text_model, build_featurizer, build_sequence_head, build_tfidf_head, text_tensor,
     vectorize,
 )
+from rakuten_mm.models.tfidf_head import cross_fit_and_refit, predict_tfidf_head
 from rakuten_mm.models.training import (
-    EpochLogger, array_batches, class_weights, fit_classifier, predict_probabilities, sparse_batches,
+    EpochLogger, array_batches, best_epoch, class_weights, fit_classifier, predict_probabilities, sparse_batches,
     training_batch_size,
 )
 from rakuten_mm.stage import start_stage
@@ -53,7 +55,7 @@ def tfidf_training(p: dict, labels: dict, rows: dict, args) -> dict:
                                     shuffle_seed=p["seed"] if name == "train" else None) for name in SPLITS}
     head = build_tfidf_head(features.shape[1], p, N_CLASSES)
     return {"fitted": head, "featurizer": None, "batches": batches, "params": p, "batch_size": batch_size,
-            "cached_features": True}
+            "cached_features": True, "features": features}
 
 
 def sequence_training(p: dict, texts: dict, labels: dict) -> dict:
@@ -110,6 +112,26 @@ def split_probabilities(parts: dict, model: keras.Model, texts: list[str], name:
     return predict_probabilities(model, text_tensor(texts), parts["batch_size"])
 
 
+def out_of_fold_and_served(parts: dict, p: dict, history, table: pd.DataFrame, split: pd.DataFrame,
+                           texts: dict) -> tuple[keras.Model, np.ndarray, np.ndarray]:
+    """The served model, out-of-fold probabilities of train + validation rows, test probabilities.
+
+    tfidf is cross-fitted over the split's folds and refitted with the chosen epochs; the other
+    models (minutes per fit) keep their train-only model, whose validation rows are out-of-sample.
+    """
+    if p["model"] == "tfidf":
+        epochs = best_epoch(history)
+        log.info("early stopping chose %d epochs: cross-fitting and refitting with them", epochs)
+        head, out_of_fold = cross_fit_and_refit(parts["features"], table["label"].to_numpy(np.int32), split, p,
+                                                epochs, parts["batch_size"], parts["fitted"])
+        return head, out_of_fold, predict_tfidf_head(head, parts["features"][rows_of(split, "test")],
+                                                     parts["batch_size"])
+    model = served_model(parts)
+    validation = split_probabilities(parts, model, texts["val"], "val")
+    return (model, held_out_only(validation, validation_mask(split), N_CLASSES),
+            split_probabilities(parts, model, texts["test"], "test"))
+
+
 def main() -> None:
     """Train the text model, then save it and its validation and test probabilities."""
     params, args = start_stage("train_text", ["dataset", "split", "model", "probs"], "Train the text model.",
@@ -135,18 +157,19 @@ def main() -> None:
         sys.exit(1)
     parts["fitted"].summary(print_fn=log.info)
     probs = Path(args.probs)
-    probs.mkdir(parents=True, exist_ok=True)
     with StageLive("train_text") as live:
         live.log_params({**p, **device, "effective_batch_size": parts["batch_size"]})
         live.log_metric("device/gpus", device["gpus"], plot=False)
-        fit_classifier(parts["fitted"], parts["batches"]["train"], parts["batches"]["val"], labels["val"],
-                       parts["params"], class_weights(labels["train"], N_CLASSES, p["class_weights"]),
-                       [EpochLogger(live, len(labels["train"]))])
-        model = served_model(parts)
-        for name in ("val", "test"):
-            proba = split_probabilities(parts, model, texts[name], name)
-            np.save(probs / f"{name}.npy", proba)
-            log_split_scores(live, name, labels[name], proba.argmax(1))
+        history = fit_classifier(parts["fitted"], parts["batches"]["train"], parts["batches"]["val"],
+                                 labels["val"], parts["params"],
+                                 class_weights(labels["train"], N_CLASSES, p["class_weights"]),
+                                 [EpochLogger(live, len(labels["train"]))])
+        model, out_of_fold, test_probs = out_of_fold_and_served(parts, p, history, table, split, texts)
+        validation = validation_mask(split)
+        write_member_probs(probs, out_of_fold, validation, test_probs)
+        # Validation: out-of-fold rows (the served model may have seen them); test: the served model.
+        log_split_scores(live, "val", labels["val"], out_of_fold[validation].argmax(1))
+        log_split_scores(live, "test", labels["test"], test_probs.argmax(1))
     save_keras_model(model, Path(args.model) / "model.keras")
     write_classes(args.model)
     # The served model's input: the tfidf stage's rows, or raw strings cut at max_description_chars.

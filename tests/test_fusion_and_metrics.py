@@ -7,7 +7,9 @@ from sklearn.preprocessing import StandardScaler
 
 from rakuten_mm.categories import CODES
 from rakuten_mm.evaluation.metrics import classification_scores, per_class_f1, weighted_f1
-from rakuten_mm.models.fusion import apply_fusion, fit_fusion, fit_stacking, members_used, stacking_features
+from rakuten_mm.models.fusion import (
+    apply_fusion, cross_validated_probabilities, fit_fusion, fit_stacking, members_used, stacking_features,
+)
 
 
 def noisy_probabilities(labels, n_classes, strength, rng):
@@ -30,7 +32,13 @@ def validation():
     return probs, labels, has_image
 
 
-PARAMS = {"weight_grid_step": 0.1, "weight_objective": "f1", "stacking_C": 1.0, "seed": 0, "selection_folds": 5}
+PARAMS = {"weight_grid_step": 0.1, "weight_objective": "f1", "stacking_C": 1.0, "seed": 0}
+FOLDS = np.arange(600) % 5
+
+
+def fit(params, probs, labels):
+    """The fusion fitted with the shared 5 folds (the out-of-fold probabilities dropped)."""
+    return fit_fusion(params, probs, labels, FOLDS[:len(labels)])[0]
 
 
 def accuracy(probs, labels):
@@ -38,21 +46,23 @@ def accuracy(probs, labels):
 
 
 @pytest.mark.parametrize("method", ["weighted", "stacking", "auto"])
-def test_fusion_beats_each_member_when_errors_are_independent(validation, method):
+def test_fusion_beats_each_member_on_rows_it_never_saw(validation, method):
     probs, labels, _ = validation
-    fusion = fit_fusion({**PARAMS, "method": method}, probs, labels)
+    seen, unseen = FOLDS != 0, FOLDS == 0
+    fusion, _ = fit_fusion({**PARAMS, "method": method}, {n: p[seen] for n, p in probs.items()}, labels[seen],
+                           FOLDS[seen])
     assert fusion["method"] == method if method != "auto" else fusion["method"] in ("weighted", "stacking")
-    fused = apply_fusion(fusion, probs)
+    fused = apply_fusion(fusion, {n: p[unseen] for n, p in probs.items()})
     assert np.isfinite(fused).all() and np.allclose(fused.sum(1), 1, atol=1e-4)
-    best_member = max(accuracy(probs[name], labels) for name in ("text", "baseline"))
-    assert accuracy(fused, labels) > best_member + 0.05
+    best_member = max(accuracy(probs[name][unseen], labels[unseen]) for name in ("text", "baseline"))
+    assert accuracy(fused, labels[unseen]) > best_member + 0.05
     assert fusion["classes"] == list(CODES)
 
 
 @pytest.mark.parametrize("objective", ["f1", "log_loss"])
 def test_weighted_fusion_uses_the_other_members_where_a_member_has_no_prediction(validation, objective):
     probs, labels, has_image = validation
-    fusion = fit_fusion({**PARAMS, "method": "weighted", "weight_objective": objective}, probs, labels)
+    fusion = fit({**PARAMS, "method": "weighted", "weight_objective": objective}, probs, labels)
     weights = fusion["weights"]
     assert all(weights[name] > 0 for name in probs), weights
     fused = apply_fusion(fusion, probs)
@@ -69,9 +79,10 @@ def test_a_fusion_that_does_not_beat_the_best_member_serves_that_member(validati
     text = noisy_probabilities(labels, 27, 3.0, rng)
     noise = {name: noisy_probabilities(rng.integers(0, 27, len(labels)), 27, 8.0, rng) for name in ("image", "baseline")}
     noise["image"][~has_image] = np.nan
-    fusion = fit_fusion({**PARAMS, "method": method}, {"text": text, **noise}, labels)
+    fusion, out_of_fold = fit_fusion({**PARAMS, "method": method}, {"text": text, **noise}, labels, FOLDS)
     assert fusion["method"] == "member" and fusion["member"] == "text"
-    assert fusion["selection"]["fusion_cv_f1_weighted"] <= fusion["selection"]["member_f1_weighted"]["text"]
+    # The served member's out-of-fold probabilities are its own, not the losing fusion's.
+    np.testing.assert_array_equal(out_of_fold, text)
     np.testing.assert_array_equal(apply_fusion(fusion, {"text": text}), text)
     assert members_used(fusion) == ["text"]
 
@@ -83,26 +94,62 @@ def test_zero_weight_members_are_not_needed_to_predict():
     np.testing.assert_allclose(apply_fusion(fusion, probs), [[1, 0, 0], [0, 0.6, 0.4]])
 
 
-def test_auto_compares_every_method_on_held_out_validation_rows(validation):
+def test_out_of_fold_fusion_never_sees_the_labels_of_the_rows_it_predicts(validation):
     probs, labels, _ = validation
-    fusion = fit_fusion({**PARAMS, "method": "auto"}, probs, labels)
-    scores = fusion["selection"]["candidates_cv_f1_weighted"]
-    assert set(scores) == {"weighted/f1", "weighted/log_loss", "stacking"}
-    # Each candidate's score is the one the same method alone reports.
-    alone = fit_fusion({**PARAMS, "method": "weighted", "weight_objective": "log_loss"}, probs, labels)
-    assert scores["weighted/log_loss"] == alone["selection"]["fusion_cv_f1_weighted"]
+    settings = {**PARAMS, "method": "stacking"}
+    held_out = cross_validated_probabilities(settings, probs, labels, FOLDS, "text")
+    # Relabel fold 0 at random: only the fits that include fold 0 (the other folds' predictions) move.
+    relabelled = labels.copy()
+    relabelled[FOLDS == 0] = np.random.default_rng(5).integers(0, 27, int((FOLDS == 0).sum()))
+    again = cross_validated_probabilities(settings, probs, relabelled, FOLDS, "text")
+    np.testing.assert_array_equal(again[FOLDS == 0], held_out[FOLDS == 0])
+    assert not np.allclose(again[FOLDS != 0], held_out[FOLDS != 0])
+
+
+def test_auto_chooses_on_out_of_fold_scores_not_in_sample_ones():
+    # Members whose probabilities carry no information: a stacking fitted on the same rows
+    # memorises them, but out of fold it is at chance and must not be reported otherwise.
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 27, size=600)
+    probs = {name: noisy_probabilities(rng.integers(0, 27, 600), 27, 1.0, rng) for name in ("text", "baseline")}
+    fusion, out_of_fold = fit_fusion({**PARAMS, "method": "stacking", "stacking_C": 100.0}, probs, labels, FOLDS)
+    in_sample = fit_stacking(probs, labels, 100.0, 0)
+    assert accuracy(apply_fusion(in_sample, probs), labels) > 0.2
+    assert fusion["selection"]["candidates_cv_f1_weighted"]["text+baseline/stacking"] < 0.08
+    assert accuracy(out_of_fold, labels) < 0.08
+
+
+@pytest.mark.parametrize("informative", [True, False])
+def test_a_member_scored_on_validation_rows_only_joins_only_if_it_helps_there(validation, informative):
+    probs, labels, _ = validation
+    rng = np.random.default_rng(4)
+    is_validation = rng.random(600) < 0.3
+    image = probs["image"] if informative else noisy_probabilities(rng.integers(0, 27, 600), 27, 2.0, rng)
+    image = np.where(is_validation[:, None], image, np.nan)  # not cross-fitted: validation rows only
+    fusion, out_of_fold = fit_fusion({**PARAMS, "method": "weighted"}, {**probs, "image": image}, labels, FOLDS,
+                                     is_validation)
+    selection = fusion["selection"]
+    assert set(selection["candidates_cv_f1_weighted"]) == {"text+baseline/weighted/f1"}
+    if informative:
+        assert selection["members_fitted"] == ["text", "image", "baseline"]
+        assert selection["fitted_rows"] == is_validation.sum() and np.isnan(out_of_fold[~is_validation]).all()
+        assert weighted_f1(labels[is_validation], out_of_fold[is_validation].argmax(1)) > selection[
+            "validation_rows_f1_weighted"]["text+baseline/weighted/f1"] + 0.05
+    else:
+        assert selection["members_fitted"] == ["text", "baseline"] and selection["fitted_rows"] == 600
+        assert "image" not in members_used(fusion) and np.isfinite(out_of_fold).all()
 
 
 def test_unknown_fusion_method_is_rejected(validation):
     probs, labels, _ = validation
     with pytest.raises(ValueError, match="train_fusion.method"):
-        fit_fusion({**PARAMS, "method": "max"}, probs, labels)
+        fit({**PARAMS, "method": "max"}, probs, labels)
 
 
 def test_members_that_cannot_score_every_row_cannot_be_served_alone(validation):
     probs, labels, _ = validation
     with pytest.raises(ValueError, match="none scores every row"):
-        fit_fusion({**PARAMS, "method": "weighted"}, {"image": probs["image"]}, labels)
+        fit({**PARAMS, "method": "weighted"}, {"image": probs["image"]}, labels)
 
 
 def test_scores_on_a_known_case():

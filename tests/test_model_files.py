@@ -8,13 +8,17 @@ import sys
 import numpy as np
 import pytest
 import skops.io as sio
+from scipy import sparse
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
 
 from pipeline_utils import REPO_ROOT
 from rakuten_mm.categories import CODES
 from rakuten_mm.features.tfidf import TfidfFeaturizer
-from rakuten_mm.models.baseline import TemperatureCalibratedSVC, baseline_probabilities, build_baseline
+from rakuten_mm.models.baseline import (
+    TemperatureCalibratedSVC, all_class_scores, baseline_probabilities, build_baseline, fit_temperature,
+    out_of_fold_scores, scores_to_probabilities, served_baseline,
+)
 from rakuten_mm.models.classes import ClassMappingError, check_model_classes, write_classes
 from rakuten_mm.models.sklearn_files import UntrustedModelFileError, load_sklearn_model, save_sklearn_model
 
@@ -97,7 +101,39 @@ def test_a_class_with_a_single_training_row_is_still_learned_and_calibrated():
     labels = np.concatenate([LABELS, [3]])
     featurizer, features = TfidfFeaturizer.fit_transform(texts, np.arange(len(texts)), TFIDF)
     model = build_baseline(PARAMS).fit(features, labels)
-    # The temperature comes from the classes that can be held out; the single row still trains the SVM.
-    assert model.temperature_ != 1.0
+    # The single row still trains the SVM (the temperature comes from the classes that can be held out).
     probabilities = baseline_probabilities(model, featurizer.transform(["chaussette"]), 27)
     assert probabilities.argmax() == 3
+
+
+def separable_rows(n_rows: int, seed: int) -> tuple[sparse.csr_matrix, np.ndarray]:
+    """Noisy rows of 27 classes, each class a cluster: an SVM scores them far from calibrated."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 27, n_rows)
+    centres = np.random.default_rng(99).normal(size=(27, 60))
+    return sparse.csr_matrix(centres[labels] + rng.normal(scale=1.5, size=(n_rows, 60))), labels
+
+
+def held_out_log_loss(scores: np.ndarray, labels: np.ndarray, temperature: float) -> float:
+    """Mean negative log-probability of the true class under softmax(scores / temperature)."""
+    return float(-np.log(scores_to_probabilities(scores, temperature)[np.arange(len(labels)), labels]).mean())
+
+
+def test_the_out_of_fold_temperature_lowers_the_log_loss_of_rows_it_never_saw():
+    features, labels = separable_rows(1200, seed=0)
+    temperature = fit_temperature(out_of_fold_scores(PARAMS, features, labels, np.arange(1200) % 5, 27), labels)
+    fresh, fresh_labels = separable_rows(600, seed=1)
+    svm = served_baseline({**PARAMS, "refit": True}, features, labels, np.arange(0), np.arange(1200), temperature)
+    scores = all_class_scores(svm.svm_, fresh, 27)
+    assert held_out_log_loss(scores, fresh_labels, temperature) < held_out_log_loss(scores, fresh_labels, 1.0) - 0.3
+
+
+@pytest.mark.parametrize("refit", [True, False])
+def test_only_a_refit_learns_from_the_validation_rows(refit):
+    features, labels = separable_rows(600, seed=2)
+    labels[labels == 26] = 25
+    validation = np.arange(500, 600)
+    labels[validation[:30]] = 26  # a class seen only in the validation rows
+    model = served_baseline({**PARAMS, "refit": refit}, features, labels, np.arange(500), np.arange(600), 1.0)
+    predicted = baseline_probabilities(model, features[validation[:30]], 27).argmax(1)
+    assert ((predicted == 26).mean() > 0.5) if refit else not (predicted == 26).any()

@@ -11,6 +11,7 @@ from sklearn.metrics import f1_score
 
 from pipeline_utils import copy_checkout, run
 from rakuten_mm.categories import CODES
+from rakuten_mm.models.fusion import apply_fusion
 from rakuten_mm.models.predictor import ProductClassifier
 
 pytestmark = pytest.mark.slow
@@ -130,7 +131,18 @@ def test_changing_fusion_method_reruns_only_fusion_and_evaluate(own_pipeline):
     assert ran_stages(result.stdout) == ["train_fusion", "evaluate"]
     fusion = json.loads((repo / "models/fusion/fusion.json").read_text())
     assert fusion["selection"]["method_fitted"] == "stacking"
-    assert fusion["method"] in ("stacking", "member")
+    # The validation score the gate and sweeps read is the out-of-fold one, never the served fusion
+    # applied to rows it was fitted on.
+    split = pd.read_csv(repo / "data/processed/split.csv", index_col="row")
+    labels = pd.read_csv(repo / "data/interim/labelled.csv")["label"].to_numpy()[split.index[split["split"] == "val"]]
+    out_of_fold = np.load(repo / "data/probs/fusion/val.npy")
+    reported = json.loads((repo / "metrics/evaluate/metrics.json").read_text())["val"]["fusion"]["f1_weighted"]
+    assert reported == pytest.approx(f1_score(labels, out_of_fold.argmax(1), average="weighted"))
+    members = {name: np.load(repo / f"data/probs/{name}/val.npy") for name in ("text", "image", "baseline")}
+    if fusion["method"] == "member":
+        np.testing.assert_array_equal(out_of_fold, members[fusion["member"]])
+    else:
+        assert not np.array_equal(apply_fusion(fusion, members), out_of_fold)
 
 
 def test_head_sweeps_on_frozen_features_reuse_features_and_data(own_pipeline):

@@ -3,7 +3,7 @@
 import numpy as np
 
 from rakuten_mm.data.splitting import (
-    duplicate_groups, duplicate_summary, grouped_folds, grouped_split,
+    duplicate_groups, duplicate_summary, fitting_folds, grouped_folds, grouped_split,
 )
 
 
@@ -51,3 +51,26 @@ def test_folds_keep_groups_whole_and_cover_every_row_once():
         inside = set(groups[fold])
         outside = set(groups[np.setdiff1d(np.arange(len(labels)), fold)])
         assert not inside & outside
+
+
+def test_fitting_folds_cover_train_and_validation_keep_groups_whole_and_skip_test():
+    titles, descriptions, labels = listings(1080, 120)
+    groups = duplicate_groups(titles, descriptions)
+    names = grouped_split(labels, groups, val_size=0.15, test_size=0.15, seed=1)
+    folds = fitting_folds(labels, groups, names, 5, seed=0)
+    assert (folds[names == "test"] == -1).all() and set(folds[names != "test"]) == set(range(5))
+    for group in np.unique(groups):
+        assert len(set(folds[groups == group])) == 1
+    # Stratified: every class with ≥ 5 fitting rows is in every fold.
+    fitting = names != "test"
+    for label in range(27):
+        if (labels[fitting] == label).sum() >= 5 + 3:
+            assert set(folds[fitting & (labels == label)]) == set(range(5)), label
+
+
+def test_a_class_with_fewer_rows_than_folds_is_logged_and_still_assigned(caplog):
+    labels = np.array([0] * 20 + [1] * 20 + [2] * 3)
+    names = np.array(["train"] * len(labels), dtype=object)
+    folds = fitting_folds(labels, np.arange(len(labels)), names, 5, seed=0)
+    assert (folds >= 0).all() and len(set(folds[labels == 2])) == 3
+    assert "classes [2] have fewer train + validation rows ([3]) than folds" in caplog.text

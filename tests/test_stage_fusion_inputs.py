@@ -1,41 +1,42 @@
 import numpy as np
 import pandas as pd
 
-from rakuten_mm.data.dataset import rows_of
+from rakuten_mm.models.crossfit import fitting_folds, fitting_rows
 from rakuten_mm.models.fusion import fit_fusion
-from stages.train_fusion import validation_inputs
+from stages.train_fusion import out_of_fold_inputs
 
-N, CLASSES = 60, 3
+N, CLASSES = 90, 3
 MEMBERS = ["text", "image", "baseline"]
 
 
-def write_inputs(root, labels, split):
-    """A cleaned table, a split file and val-only probability files as the stages write them."""
+def write_inputs(root, labels, split, folds):
+    """A cleaned table, a split file with folds and out-of-fold probability files as the stages write them."""
     table = pd.DataFrame({"title": "t", "description": "", "has_image": True, "label": labels},
                          index=pd.Index(np.arange(N) + 1000, name="index"))
     table.to_csv(root / "labelled.csv")
-    pd.DataFrame({"split": split}, index=pd.Index(np.arange(N), name="row")).to_csv(root / "split.csv")
+    pd.DataFrame({"split": split, "fold": folds}, index=pd.Index(np.arange(N), name="row")).to_csv(root / "split.csv")
     rng = np.random.default_rng(0)
-    n_val = int((split == "val").sum())
+    n_fitting = int((folds >= 0).sum())
     for model in MEMBERS:
         (root / model).mkdir(exist_ok=True)
-        np.save(root / model / "val.npy", rng.dirichlet(np.ones(CLASSES), size=n_val).astype(np.float32))
+        np.save(root / model / "oof.npy", rng.dirichlet(np.ones(CLASSES), size=n_fitting).astype(np.float32))
 
 
-def test_fusion_sees_validation_rows_only(tmp_path):
+def test_fusion_sees_train_and_validation_rows_never_test_labels(tmp_path):
     split = np.array(["train", "val", "test"] * (N // 3))
+    folds = np.where(split == "test", -1, np.arange(N) % 3)
     labels = (np.arange(N) // 3) % CLASSES
-    write_inputs(tmp_path, labels, split)
-    probs, val_labels = validation_inputs(tmp_path, tmp_path / "split.csv", tmp_path, MEMBERS)
-    val_rows = rows_of(pd.read_csv(tmp_path / "split.csv", index_col="row"), "val")
-    np.testing.assert_array_equal(val_labels, labels[val_rows])
-    params = {"method": "auto", "stacking_C": 1.0, "seed": 0, "weight_grid_step": 0.1, "weight_objective": "f1",
-              "selection_folds": 3}
-    fitted = fit_fusion(params, probs, val_labels)
+    write_inputs(tmp_path, labels, split, folds)
+    table = pd.read_csv(tmp_path / "split.csv", index_col="row")
+    probs, fit_labels = out_of_fold_inputs(tmp_path, tmp_path, MEMBERS, table)
+    np.testing.assert_array_equal(fitting_rows(table), np.flatnonzero(split != "test"))
+    np.testing.assert_array_equal(fit_labels, labels[split != "test"])
+    params = {"method": "auto", "stacking_C": 1.0, "seed": 0, "weight_grid_step": 0.1, "weight_objective": "f1"}
+    fitted, _ = fit_fusion(params, probs, fit_labels, fitting_folds(table))
 
-    # Scramble every train and test label: the fitted fusion must not move.
+    # Scramble every test label: the fitted fusion must not move.
     scrambled = labels.copy()
-    scrambled[split != "val"] = (scrambled[split != "val"] + 1) % CLASSES
-    write_inputs(tmp_path, scrambled, split)
-    again, again_labels = validation_inputs(tmp_path, tmp_path / "split.csv", tmp_path, MEMBERS)
-    assert fit_fusion(params, again, again_labels) == fitted
+    scrambled[split == "test"] = (scrambled[split == "test"] + 1) % CLASSES
+    write_inputs(tmp_path, scrambled, split, folds)
+    again, again_labels = out_of_fold_inputs(tmp_path, tmp_path, MEMBERS, table)
+    assert fit_fusion(params, again, again_labels, fitting_folds(table))[0] == fitted

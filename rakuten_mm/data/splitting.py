@@ -1,12 +1,15 @@
 """Train / validation / test splits that keep duplicate listings together and classes balanced."""
 
+import logging
 import re
+import warnings
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
 _NOT_WORD = re.compile(r"\W+")
+log = logging.getLogger(__name__)
 
 
 def duplicate_key(title: str, description: str) -> str:
@@ -72,3 +75,25 @@ def grouped_folds(labels: np.ndarray, groups: np.ndarray, n_folds: int, seed: in
     """Row positions of each test fold of a stratified k-fold that keeps groups whole."""
     folds = StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed)
     return [test for _, test in folds.split(np.zeros(len(labels)), labels, groups)]
+
+
+def fitting_folds(labels: np.ndarray, groups: np.ndarray, names: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
+    """A fold (0..n_folds-1) per train + validation row, -1 for test rows: the folds every model cross-fits on."""
+    if n_folds < 2:
+        raise ValueError(f"split.folds must be at least 2, got {n_folds}")
+    fitted = np.flatnonzero(names != "test")
+    counts = np.bincount(labels[fitted])
+    rare = np.flatnonzero((counts > 0) & (counts < n_folds))
+    if len(rare):
+        # Documented fallback, not an error: small real data has such classes. Their rows land in
+        # as many folds as they have rows; a fold fit then lacks the class and never predicts it.
+        log.warning("split.folds=%d: classes %s have fewer train + validation rows (%s) than folds; their rows "
+                    "fill fewer folds", n_folds, rare.tolist(), counts[rare].tolist())
+    folds = np.full(len(labels), -1, dtype=np.int64)
+    with warnings.catch_warnings():
+        # scikit-learn's "least populated class" warning: logged above with the class names.
+        warnings.simplefilter("ignore", UserWarning)
+        held_out = grouped_folds(labels[fitted], groups[fitted], n_folds, seed)
+    for number, held in enumerate(held_out):
+        folds[fitted[held]] = number
+    return folds

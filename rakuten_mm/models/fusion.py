@@ -1,4 +1,4 @@
-"""Late fusion of the member models' probabilities, fitted on validation rows only.
+"""Late fusion of the member models' probabilities, fitted on their out-of-fold probabilities (train + validation).
 
 A member's probabilities are NaN on rows it cannot score (the image model on products without an
 image); every method then relies on the other members for those rows.
@@ -8,8 +8,8 @@ import itertools
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import KFold
 from threadpoolctl import threadpool_limits
+from tqdm import tqdm
 
 from rakuten_mm.categories import CODES
 from rakuten_mm.evaluation.metrics import weighted_f1
@@ -59,7 +59,7 @@ def log_loss(probabilities: np.ndarray, labels: np.ndarray) -> float:
 def fit_weighted(probs: dict[str, np.ndarray], labels: np.ndarray, grid_step: float, fallback: str,
                  objective: str) -> dict:
     """The grid weights with the best weighted F1 (ties: lowest log-loss), or the lowest log-loss."""
-    # F1 is the challenge's metric but moves in steps of one product on a small validation split;
+    # F1 is the challenge's metric but moves in steps of one product on a few hundred rows;
     # the log-loss sees every probability. method: auto lets cross-validation choose between them.
     if objective not in WEIGHT_OBJECTIVES:
         raise ValueError(f"train_fusion.weight_objective must be one of {WEIGHT_OBJECTIVES}, got {objective!r}")
@@ -88,7 +88,7 @@ def fit_stacking(probs: dict[str, np.ndarray], labels: np.ndarray, C: float, see
     """Multinomial logistic regression on every member's log-probabilities, standardised while fitting."""
     members, n_classes = list(probs), len(CODES)
     if len(np.unique(labels)) < 2:
-        raise ValueError("stacking needs validation rows from at least two classes")
+        raise ValueError("stacking needs rows from at least two classes")
     features = stacking_features(probs, members)
     # Log-probabilities down to -16 beside 0/1 columns: unscaled, lbfgs took ~750 iterations and
     # stopped where float rounding (even the BLAS thread count) moved the coefficients; scaled, ~70.
@@ -103,7 +103,7 @@ def fit_stacking(probs: dict[str, np.ndarray], labels: np.ndarray, C: float, see
     biases = model.intercept_ - weights @ mean
     if len(model.classes_) == 2:  # scikit-learn keeps one row for two classes
         weights, biases = np.vstack([-weights, weights]) / 2, np.concatenate([-biases, biases]) / 2
-    # A class absent from the validation rows keeps a huge negative bias: never predicted.
+    # A class absent from the fitting rows keeps a huge negative bias: never predicted.
     coef = np.zeros((n_classes, features.shape[1]))
     intercept = np.full(n_classes, -1e4)
     coef[model.classes_], intercept[model.classes_] = weights, biases
@@ -140,7 +140,7 @@ def members_used(fusion: dict) -> list[str]:
 
 
 def fit_method(params: dict, probs: dict[str, np.ndarray], labels: np.ndarray, fallback: str) -> dict:
-    """Fit the (weighted or stacking) fusion described by params on (validation) probabilities."""
+    """Fit the (weighted or stacking) fusion described by params on (out-of-fold) probabilities."""
     if params["method"] == "weighted":
         return fit_weighted(probs, labels, params["weight_grid_step"], fallback, params["weight_objective"])
     if params["method"] == "stacking":
@@ -165,52 +165,74 @@ def describe(settings: dict) -> str:
     return f"weighted/{settings['weight_objective']}" if settings["method"] == "weighted" else settings["method"]
 
 
-def cross_validated_predictions(params: dict, probs: dict[str, np.ndarray], labels: np.ndarray,
-                                fallback: str) -> np.ndarray:
-    """Each validation row's fused class from a fusion fitted on the other folds (k folds)."""
-    predicted = np.empty(len(labels), dtype=int)
-    folds = KFold(params["selection_folds"], shuffle=True, random_state=params["seed"])
-    for fit_rows, held_out in folds.split(labels):
+def cross_validated_probabilities(params: dict, probs: dict[str, np.ndarray], labels: np.ndarray,
+                                  folds: np.ndarray, fallback: str) -> np.ndarray:
+    """Each row's fused probabilities from a fusion fitted on the other folds (the split's folds)."""
+    fused = None
+    for fold in np.unique(folds):
+        fit_rows, held_out = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
         fusion = fit_method(params, {n: p[fit_rows] for n, p in probs.items()}, labels[fit_rows], fallback)
-        predicted[held_out] = apply_fusion(fusion, {n: p[held_out] for n, p in probs.items()}).argmax(1)
-    return predicted
+        predicted = apply_fusion(fusion, {n: p[held_out] for n, p in probs.items()})
+        # Stacking always answers over every class, a weighted average over the members' columns.
+        fused = np.empty((len(labels), predicted.shape[1]), dtype=np.float32) if fused is None else fused
+        fused[held_out] = predicted
+    return fused
 
 
-def cross_validated_f1(params: dict, probs: dict[str, np.ndarray], labels: np.ndarray, fallback: str) -> float:
-    """Weighted F1 of the fusion on rows it was not fitted on (k folds of the validation rows)."""
-    return weighted_f1(labels, cross_validated_predictions(params, probs, labels, fallback))
+def cross_fitted_members(probs: dict[str, np.ndarray], validation: np.ndarray | None) -> list[str]:
+    """Members with out-of-fold rows outside validation; the others (not cross-fitted) score validation rows only."""
+    if validation is None:
+        return list(probs)
+    return [name for name, p in probs.items() if scored_rows(p)[~validation].any()]
 
 
-def held_out_validation_predictions(fusion: dict, params: dict, probs: dict[str, np.ndarray],
-                                   labels: np.ndarray) -> np.ndarray:
-    """The served fusion's validation classes from rows it was not fitted on: an honest validation score."""
-    # The fusion is fitted on the validation rows: scored on them it would look perfect (stacking
-    # reaches 1.0), and sweeps or the gate choosing on that would pick the most over-fitted one.
-    if fusion["method"] == "member":
-        return np.asarray(probs[fusion["member"]]).argmax(1)
-    settings = candidate_methods(params)[fusion["selection"]["method_fitted"]]
-    return cross_validated_predictions(settings, probs, labels, fusion["selection"]["best_member"])
+def out_of_fold_candidates(params: dict, probs: dict[str, np.ndarray], labels: np.ndarray, folds: np.ndarray,
+                           members: list[str], rows: np.ndarray, fallback: str) -> dict[str, tuple]:
+    """Each candidate fusion of `members` fitted on `rows`: (settings, members, rows, out-of-fold probabilities)."""
+    part = {name: probs[name][rows] for name in members}
+    return {f"{'+'.join(members)}/{name}": (settings, members, rows,
+                                            cross_validated_probabilities(settings, part, labels[rows], folds[rows],
+                                                                          fallback))
+            for name, settings in tqdm(candidate_methods(params).items(), desc="fusion cross-fitting", unit="method")}
 
 
-def fit_fusion(params: dict, probs: dict[str, np.ndarray], labels: np.ndarray) -> dict:
-    """Fit the fusion on validation rows; serve the best single member when no fusion beats it.
+def fit_fusion(params: dict, probs: dict[str, np.ndarray], labels: np.ndarray, folds: np.ndarray,
+               validation: np.ndarray | None = None) -> tuple[dict, np.ndarray]:
+    """Fit the fusion on out-of-fold member probabilities; serve the best single member when no fusion beats it.
 
-    Fusions and members are compared on rows they were not fitted on: k-fold cross-validation
-    over the validation rows for the fusions, the validation rows themselves for the members.
+    probs are the members' out-of-fold probabilities of the train + validation rows, folds the
+    split's folds, validation which rows are validation rows. Fusions of the cross-fitted members
+    are fitted and compared (with the best member) on every row; fusions that also use a member
+    scored on validation rows only (the image model) on the validation rows, against that winner.
+    Every comparison is out of fold. Returns the fusion and its out-of-fold probabilities (NaN
+    outside the rows it was fitted on).
     """
     member_f1 = {name: weighted_f1(labels, np.nan_to_num(p, nan=-1.0).argmax(1)) for name, p in probs.items()}
-    candidates = full_coverage_members(probs)
-    if not candidates:
+    if not full_coverage_members(probs):
         raise ValueError(f"train_fusion.members {list(probs)}: none scores every row (add a text model)")
-    best = max(candidates, key=member_f1.get)
-    methods = candidate_methods(params)
-    cv_f1 = {name: cross_validated_f1(settings, probs, labels, best) for name, settings in methods.items()}
+    best = max(full_coverage_members(probs), key=member_f1.get)
+    everywhere = cross_fitted_members(probs, validation)
+    every_row = np.ones(len(labels), dtype=bool)
+    candidates = out_of_fold_candidates(params, probs, labels, folds, everywhere, every_row, best)
+    cv_f1 = {name: weighted_f1(labels, c[3].argmax(1)) for name, c in candidates.items()}
     chosen = max(cv_f1, key=cv_f1.get)
-    selection = {"member_f1_weighted": member_f1, "best_member": best, "candidates_cv_f1_weighted": cv_f1,
-                 "fusion_cv_f1_weighted": cv_f1[chosen], "method_fitted": chosen}
     # A tie serves the member too: the same answers for less work per request.
-    if cv_f1[chosen] <= member_f1[best]:
-        fusion = {"method": "member", "member": best}
-    else:
-        fusion = fit_method(methods[chosen], probs, labels, best)
-    return {**fusion, "classes": list(CODES), "selection": selection}
+    winner, winner_probs = (chosen, candidates[chosen][3]) if cv_f1[chosen] > member_f1[best] else (best, probs[best])
+    selection = {"member_f1_weighted": member_f1, "best_member": best, "candidates_cv_f1_weighted": cv_f1}
+    if len(everywhere) < len(probs):
+        later = out_of_fold_candidates(params, probs, labels, folds, list(probs), validation, best)
+        later_f1 = {name: weighted_f1(labels[validation], c[3].argmax(1)) for name, c in later.items()}
+        selection["validation_rows_f1_weighted"] = {**later_f1, winner: weighted_f1(
+            labels[validation], winner_probs[validation].argmax(1))}
+        if max(later_f1.values()) > selection["validation_rows_f1_weighted"][winner]:
+            winner = chosen = max(later_f1, key=later_f1.get)
+            candidates, cv_f1 = later, later_f1
+            winner_probs = np.full((len(labels), later[chosen][3].shape[1]), np.nan, dtype=np.float32)
+            winner_probs[validation] = later[chosen][3]
+    settings, members, rows, _ = candidates[chosen]
+    selection.update(fusion_cv_f1_weighted=cv_f1[chosen], method_fitted=describe(settings), members_fitted=members,
+                     fitted_rows=int(rows.sum()), served=winner)
+    if winner == best:
+        return {"method": "member", "member": best, "classes": list(CODES), "selection": selection}, winner_probs
+    fusion = fit_method(settings, {name: probs[name][rows] for name in members}, labels[rows], best)
+    return {**fusion, "classes": list(CODES), "selection": selection}, winner_probs

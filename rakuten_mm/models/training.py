@@ -165,6 +165,29 @@ class ValidationF1(keras.callbacks.Callback):
             logs["val_f1_weighted"] = weighted_f1(self.labels, predicted)
 
 
+def compile_classifier(model: keras.Model, params: dict) -> None:
+    """Adam at params.learning_rate on the sparse categorical cross-entropy."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(params["learning_rate"]),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+
+
+def fit_epochs(model: keras.Model, train: tf.data.Dataset, params: dict, epochs: int,
+               weights: dict | None, callbacks: list = ()) -> keras.Model:
+    """Compile and fit for a fixed number of epochs (chosen beforehand), with no validation rows."""
+    compile_classifier(model, params)
+    model.fit(train, epochs=epochs, class_weight=weights, callbacks=list(callbacks), verbose=0)
+    return model
+
+
+def best_epoch(history: keras.callbacks.History) -> int:
+    """The number of epochs that reached the best validation weighted F1 (the weights early stopping kept)."""
+    scores = history.history["val_f1_weighted"]
+    return int(np.argmax(scores)) + 1
+
+
 def fit_classifier(model: keras.Model, train: tf.data.Dataset, validation: tf.data.Dataset,
                    validation_labels: np.ndarray, params: dict, weights: dict | None,
                    callbacks: list) -> keras.callbacks.History:
@@ -172,11 +195,7 @@ def fit_classifier(model: keras.Model, train: tf.data.Dataset, validation: tf.da
 
     train and validation are batched tf.data pipelines of (inputs, labels).
     """
-    model.compile(
-        optimizer=keras.optimizers.Adam(params["learning_rate"]),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
+    compile_classifier(model, params)
     # The loss keeps falling while F1 already dropped (over-confident errors): stop on the metric.
     stopper = keras.callbacks.EarlyStopping(monitor="val_f1_weighted", mode="max",
                                             patience=params["patience"], restore_best_weights=True)

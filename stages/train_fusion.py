@@ -23,6 +23,15 @@ def out_of_fold_inputs(dataset: Path, probs_dir: Path, members: list[str],
     return {name: np.load(probs_dir / name / "oof.npy") for name in members}, labels[fitting_rows(split)]
 
 
+def write_served_out_of_fold(path: Path, out_of_fold: np.ndarray, labels: np.ndarray, rows: np.ndarray) -> None:
+    """oof.npz: the served fusion's out-of-fold probabilities, labels and labelled.csv rows it was chosen on."""
+    # The review threshold (issue 21) is chosen on these: only rows no fitted part of the served
+    # model saw (train + validation when every member is cross-fitted, validation rows otherwise).
+    chosen = ~np.isnan(out_of_fold).any(axis=1)
+    np.savez(path, probabilities=out_of_fold[chosen].astype(np.float32), labels=labels[chosen].astype(np.int64),
+             rows=np.asarray(rows)[chosen].astype(np.int64))
+
+
 def main() -> None:
     """Fit the fusion on out-of-fold probabilities; log and save its out-of-fold scores and probabilities."""
     params, args = start_stage("train_fusion", ["dataset", "split", "probs", "model"], "Fit the fusion.")
@@ -36,6 +45,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "oof.npy", out_of_fold)
     np.save(out / "val.npy", out_of_fold[validation])
+    write_served_out_of_fold(out / "oof.npz", out_of_fold, labels, fitting_rows(split))
     selection = fusion["selection"]
     if fusion["method"] == "member":
         log.warning("the %s fusion (out-of-fold F1 %.4f) does not beat the %s model alone (%.4f): serving %s alone",

@@ -18,6 +18,16 @@ from sklearn.pipeline import FeatureUnion
 from rakuten_mm.models.sklearn_files import load_sklearn_model, save_sklearn_model
 
 
+FIT_ON = {"train": ("train",), "train_val": ("train", "val")}
+
+
+def featurizer_rows(split, fit_on: str) -> np.ndarray:
+    """Row positions the featurizer is fitted on: tfidf.fit_on is train or train_val (never test)."""
+    if fit_on not in FIT_ON:
+        raise ValueError(f"tfidf.fit_on must be one of {sorted(FIT_ON)}, got {fit_on!r}")
+    return np.flatnonzero(split["split"].isin(FIT_ON[fit_on]).to_numpy())
+
+
 def build_tfidf_union(params: dict) -> FeatureUnion:
     """Unfitted word n-gram and char_wb n-gram TfidfVectorizers, each block L2-normalised."""
     # Each block normalised apart: long descriptions then weigh no more than short titles, and

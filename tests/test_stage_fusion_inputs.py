@@ -3,7 +3,7 @@ import pandas as pd
 
 from rakuten_mm.models.crossfit import fitting_folds, fitting_rows
 from rakuten_mm.models.fusion import fit_fusion
-from stages.train_fusion import out_of_fold_inputs
+from stages.train_fusion import out_of_fold_inputs, write_served_out_of_fold
 
 N, CLASSES = 90, 3
 MEMBERS = ["text", "image", "baseline"]
@@ -40,3 +40,18 @@ def test_fusion_sees_train_and_validation_rows_never_test_labels(tmp_path):
     write_inputs(tmp_path, scrambled, split, folds)
     again, again_labels = out_of_fold_inputs(tmp_path, tmp_path, MEMBERS, table)
     assert fit_fusion(params, again, again_labels, fitting_folds(table))[0] == fitted
+
+
+def test_oof_npz_holds_only_rows_the_served_fusion_never_saw_with_their_labelled_csv_rows(tmp_path):
+    fitting = np.array([0, 2, 3, 5, 7, 8])  # train + validation rows of labelled.csv
+    labels = np.array([2, 0, 1, 1, 0, 2])
+    out_of_fold = np.full((6, CLASSES), np.nan, dtype=np.float32)
+    # A fusion that uses a member scored on validation rows only: fitted (and out of fold) there alone.
+    chosen = np.array([False, True, False, True, True, False])
+    out_of_fold[chosen] = np.eye(CLASSES, dtype=np.float32)[[0, 1, 2]]
+    write_served_out_of_fold(tmp_path / "oof.npz", out_of_fold, labels, fitting)
+    saved = np.load(tmp_path / "oof.npz")
+    np.testing.assert_array_equal(saved["rows"], [2, 5, 7])
+    np.testing.assert_array_equal(saved["labels"], [0, 1, 0])
+    assert saved["probabilities"].dtype == np.float32 and saved["probabilities"].shape == (3, CLASSES)
+    np.testing.assert_array_equal(saved["probabilities"].argmax(1), [0, 1, 2])

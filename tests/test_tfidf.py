@@ -13,7 +13,9 @@ from scipy import sparse
 from pipeline_utils import REPO_ROOT
 from rakuten_mm.data.raw_layout import read_features
 from rakuten_mm.features.text import clean_text, model_input_texts
-from rakuten_mm.features.tfidf import TfidfFeaturizer, load_features, save_features
+import pandas as pd
+
+from rakuten_mm.features.tfidf import TfidfFeaturizer, featurizer_rows, load_features, save_features
 from rakuten_mm.models.determinism import set_determinism
 from rakuten_mm.models.keras_files import save_keras_model
 from rakuten_mm.models.text import build_tfidf_head, csr_matmul, dense_stack_forward
@@ -55,6 +57,18 @@ def test_fit_transform_fits_on_the_given_rows_and_keeps_the_texts_order():
     featurizer, features = TfidfFeaturizer.fit_transform(texts, fit_rows, PARAMS)
     assert "aquarium" not in featurizer.union.transformer_list[0][1].vocabulary_
     np.testing.assert_allclose(features.toarray(), sklearn_rows(featurizer, texts).toarray(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("fit_on", ["train", "train_val"])
+def test_the_featurizer_learns_validation_terms_only_when_fitted_on_train_val_and_never_test_terms(fit_on):
+    texts = [*TEXTS, "aquarium lumineux", "trottinette électrique"]
+    split = pd.DataFrame({"split": ["train"] * len(TEXTS) + ["val", "test"]})
+    featurizer, _ = TfidfFeaturizer.fit_transform(texts, featurizer_rows(split, fit_on), PARAMS)
+    words = featurizer.union.transformer_list[0][1].vocabulary_
+    assert ("aquarium" in words) == (fit_on == "train_val")
+    assert "trottinette" not in words
+    with pytest.raises(ValueError, match="fit_on"):
+        featurizer_rows(split, "all")
 
 
 def test_features_and_featurizer_round_trip(tmp_path):

@@ -1,5 +1,6 @@
 import subprocess
 import sys
+import zipfile
 
 import keras
 import numpy as np
@@ -72,6 +73,13 @@ def test_saved_models_are_byte_identical_across_processes(tmp_path):
     # The check can tell: Keras's own saves of the same model differ (save date, object ids).
     assert (tmp_path / "a_plain.keras").read_bytes() != (tmp_path / "b_plain.keras").read_bytes()
     assert (tmp_path / "a.keras").read_bytes() == (tmp_path / "b.keras").read_bytes()
+    # Weights are stored (they hardly deflate), the JSON descriptions deflated.
+    with zipfile.ZipFile(tmp_path / "a.keras") as saved:
+        kinds = {info.filename: info.compress_type for info in saved.infolist()}
+    assert kinds == {"metadata.json": zipfile.ZIP_DEFLATED, "config.json": zipfile.ZIP_DEFLATED,
+                     "model.weights.h5": zipfile.ZIP_STORED}
+    reloaded = keras.models.load_model(tmp_path / "a.keras", compile=False)
+    assert reloaded.count_params() == keras.models.load_model(tmp_path / "a_plain.keras", compile=False).count_params()
 
 
 @pytest.mark.parametrize("backbone", ["small_cnn", "mobilenet_v3_small", "efficientnet_b0"])

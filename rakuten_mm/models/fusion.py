@@ -196,6 +196,16 @@ def out_of_fold_candidates(params: dict, probs: dict[str, np.ndarray], labels: n
             for name, settings in tqdm(candidate_methods(params).items(), desc="fusion cross-fitting", unit="method")}
 
 
+def validation_rows_fusion(params: dict, probs: dict[str, np.ndarray], labels: np.ndarray, folds: np.ndarray,
+                           validation: np.ndarray) -> tuple[dict, np.ndarray]:
+    """fit_fusion on the validation rows alone; out-of-fold probabilities NaN on the other rows."""
+    fusion, part = fit_fusion(params, {name: p[validation] for name, p in probs.items()}, labels[validation],
+                              folds[validation])
+    out_of_fold = np.full((len(labels), part.shape[1]), np.nan, dtype=np.float32)
+    out_of_fold[validation] = part
+    return fusion, out_of_fold
+
+
 def fit_fusion(params: dict, probs: dict[str, np.ndarray], labels: np.ndarray, folds: np.ndarray,
                validation: np.ndarray | None = None) -> tuple[dict, np.ndarray]:
     """Fit the fusion on out-of-fold member probabilities; serve the best single member when no fusion beats it.
@@ -207,6 +217,9 @@ def fit_fusion(params: dict, probs: dict[str, np.ndarray], labels: np.ndarray, f
     Every comparison is out of fold. Returns the fusion and its out-of-fold probabilities (NaN
     outside the rows it was fitted on).
     """
+    if validation is not None and not full_coverage_members(probs):
+        # No member is cross-fitted (text models other than tfidf): fit and choose on validation rows.
+        return validation_rows_fusion(params, probs, labels, folds, validation)
     member_f1 = {name: weighted_f1(labels, np.nan_to_num(p, nan=-1.0).argmax(1)) for name, p in probs.items()}
     if not full_coverage_members(probs):
         raise ValueError(f"train_fusion.members {list(probs)}: none scores every row (add a text model)")

@@ -165,15 +165,21 @@ def describe(settings: dict) -> str:
     return f"weighted/{settings['weight_objective']}" if settings["method"] == "weighted" else settings["method"]
 
 
-def cross_validated_predictions(params: dict, probs: dict[str, np.ndarray], labels: np.ndarray,
-                                fallback: str) -> np.ndarray:
-    """Each validation row's fused class from a fusion fitted on the other folds (k folds)."""
-    predicted = np.empty(len(labels), dtype=int)
+def cross_validated_probabilities(params: dict, probs: dict[str, np.ndarray], labels: np.ndarray,
+                                  fallback: str) -> np.ndarray:
+    """Each validation row's fused probabilities from a fusion fitted on the other folds (k folds)."""
+    fused = np.empty((len(labels), len(CODES)), dtype=np.float32)
     folds = KFold(params["selection_folds"], shuffle=True, random_state=params["seed"])
     for fit_rows, held_out in folds.split(labels):
         fusion = fit_method(params, {n: p[fit_rows] for n, p in probs.items()}, labels[fit_rows], fallback)
-        predicted[held_out] = apply_fusion(fusion, {n: p[held_out] for n, p in probs.items()}).argmax(1)
-    return predicted
+        fused[held_out] = apply_fusion(fusion, {n: p[held_out] for n, p in probs.items()})
+    return fused
+
+
+def cross_validated_predictions(params: dict, probs: dict[str, np.ndarray], labels: np.ndarray,
+                                fallback: str) -> np.ndarray:
+    """Each validation row's fused class from a fusion fitted on the other folds (k folds)."""
+    return cross_validated_probabilities(params, probs, labels, fallback).argmax(1)
 
 
 def cross_validated_f1(params: dict, probs: dict[str, np.ndarray], labels: np.ndarray, fallback: str) -> float:
@@ -181,15 +187,21 @@ def cross_validated_f1(params: dict, probs: dict[str, np.ndarray], labels: np.nd
     return weighted_f1(labels, cross_validated_predictions(params, probs, labels, fallback))
 
 
+def held_out_validation_probabilities(fusion: dict, params: dict, probs: dict[str, np.ndarray],
+                                      labels: np.ndarray) -> np.ndarray:
+    """The served fusion's validation probabilities from rows it was not fitted on (out of fold)."""
+    # The fusion is fitted on the validation rows: scored on them it would look perfect (stacking
+    # reaches 1.0), and sweeps, the gate or the review threshold choosing on that would be fooled.
+    if fusion["method"] == "member":
+        return np.asarray(probs[fusion["member"]], dtype=np.float32)
+    settings = candidate_methods(params)[fusion["selection"]["method_fitted"]]
+    return cross_validated_probabilities(settings, probs, labels, fusion["selection"]["best_member"])
+
+
 def held_out_validation_predictions(fusion: dict, params: dict, probs: dict[str, np.ndarray],
                                    labels: np.ndarray) -> np.ndarray:
     """The served fusion's validation classes from rows it was not fitted on: an honest validation score."""
-    # The fusion is fitted on the validation rows: scored on them it would look perfect (stacking
-    # reaches 1.0), and sweeps or the gate choosing on that would pick the most over-fitted one.
-    if fusion["method"] == "member":
-        return np.asarray(probs[fusion["member"]]).argmax(1)
-    settings = candidate_methods(params)[fusion["selection"]["method_fitted"]]
-    return cross_validated_predictions(settings, probs, labels, fusion["selection"]["best_member"])
+    return held_out_validation_probabilities(fusion, params, probs, labels).argmax(1)
 
 
 def fit_fusion(params: dict, probs: dict[str, np.ndarray], labels: np.ndarray) -> dict:

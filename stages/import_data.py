@@ -37,13 +37,14 @@ def import_raw(params: dict, out: Path) -> dict:
 
 def main() -> None:
     """Import raw data into the out folder from the source params.yaml names."""
-    params, args = start_stage("import", ["out", "corrections"], "Import raw data (sample, hub or dir).")
+    params, args = start_stage("import", ["out"], "Import raw data (sample, hub or dir).",
+                               optional_paths=("corrections",))
     out, p = Path(args.out), params["import"]
     shutil.rmtree(out, ignore_errors=True)
     try:
         summary = import_raw(p, out)
         # Reviewers' corrections (import.corrections), merged by make_dataset.
-        summary["corrections"] = copy_corrections(p.get("corrections") or [], Path(args.corrections),
+        summary["corrections"] = copy_corrections(p.get("corrections") or [], args.corrections,
                                                   out / RAW_CORRECTIONS, p["files"])
     except (HubUnreachableError, RawLayoutError, FileNotFoundError, ValueError) as error:
         log.error("%s", error)

@@ -26,9 +26,10 @@ def test_fusion_sees_validation_rows_only(tmp_path):
     split = np.array(["train", "val", "test"] * (N // 3))
     labels = (np.arange(N) // 3) % CLASSES
     write_inputs(tmp_path, labels, split)
-    probs, val_labels = validation_inputs(tmp_path, tmp_path / "split.csv", tmp_path, MEMBERS)
+    probs, val_labels, rows = validation_inputs(tmp_path, tmp_path / "split.csv", tmp_path, MEMBERS)
     val_rows = rows_of(pd.read_csv(tmp_path / "split.csv", index_col="row"), "val")
     np.testing.assert_array_equal(val_labels, labels[val_rows])
+    np.testing.assert_array_equal(rows, np.flatnonzero(split == "val"))
     params = {"method": "auto", "stacking_C": 1.0, "seed": 0, "weight_grid_step": 0.1, "weight_objective": "f1",
               "selection_folds": 3}
     fitted = fit_fusion(params, probs, val_labels)
@@ -37,5 +38,5 @@ def test_fusion_sees_validation_rows_only(tmp_path):
     scrambled = labels.copy()
     scrambled[split != "val"] = (scrambled[split != "val"] + 1) % CLASSES
     write_inputs(tmp_path, scrambled, split)
-    again, again_labels = validation_inputs(tmp_path, tmp_path / "split.csv", tmp_path, MEMBERS)
+    again, again_labels, _ = validation_inputs(tmp_path, tmp_path / "split.csv", tmp_path, MEMBERS)
     assert fit_fusion(params, again, again_labels) == fitted

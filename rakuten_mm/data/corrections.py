@@ -28,9 +28,11 @@ RAW_CORRECTIONS = "corrections"
 CORRECTED_FILES = ("x_train", "y_train", "images_train")
 
 
-def folder_inside(path: str | Path, root: Path) -> Path:
+def folder_inside(path: str | Path, root: str | Path | None) -> Path:
     """The folder, checked to be under the corrections root (the folder DVC watches for import)."""
-    folder, root = Path(path).resolve(), root.resolve()
+    if root is None:
+        raise ValueError(f"import.corrections lists {path} but the import has no --corrections root folder")
+    folder, root = Path(path).resolve(), Path(root).resolve()
     if not folder.is_relative_to(root):
         raise ValueError(f"import.corrections: {path} is not under {root}; DVC reruns import only when a folder "
                          f"there changes: move it there (and `dvc add` it)")
@@ -39,7 +41,7 @@ def folder_inside(path: str | Path, root: Path) -> Path:
     return folder
 
 
-def copy_corrections(paths: list[str], root: Path, out: Path, files: dict) -> dict:
+def copy_corrections(paths: list[str], root: str | Path | None, out: Path, files: dict) -> dict:
     """Copy each listed corrections folder into out/<n>/ after checking its tables read; return the counts."""
     rows = images = 0
     for number, path in enumerate(paths):

@@ -168,11 +168,14 @@ def describe(settings: dict) -> str:
 def cross_validated_probabilities(params: dict, probs: dict[str, np.ndarray], labels: np.ndarray,
                                   fallback: str) -> np.ndarray:
     """Each validation row's fused probabilities from a fusion fitted on the other folds (k folds)."""
-    fused = np.empty((len(labels), len(CODES)), dtype=np.float32)
+    fused = None
     folds = KFold(params["selection_folds"], shuffle=True, random_state=params["seed"])
     for fit_rows, held_out in folds.split(labels):
         fusion = fit_method(params, {n: p[fit_rows] for n, p in probs.items()}, labels[fit_rows], fallback)
-        fused[held_out] = apply_fusion(fusion, {n: p[held_out] for n, p in probs.items()})
+        predicted = apply_fusion(fusion, {n: p[held_out] for n, p in probs.items()})
+        # Stacking answers over every class, a weighted average over the members' columns.
+        fused = np.empty((len(labels), predicted.shape[1]), dtype=np.float32) if fused is None else fused
+        fused[held_out] = predicted
     return fused
 
 

@@ -9,7 +9,10 @@ folder with `import.source: dir` on DATA_DIR; `import` and `make_dataset` run on
 fold of a stratified k-fold that keeps duplicate texts together (rakuten_mm.data.splitting) the
 fold is the test split, the validation split is drawn from the other rows as the `split` stage
 would, and the training stages, `train_fusion` and `evaluate` run with the commands of dvc.yaml.
-Prints and writes, per model, the mean ± std of the test weighted F1 over folds and the time per fold.
+Prints and writes, per model, the mean ± std of the test weighted F1 over folds and the time per fold;
+per fold, the review rule: the coverage at 95% precision (threshold chosen by train_fusion on the
+fold's validation rows, out of fold) and the precision it actually reaches on the fold's test rows,
+with a figure of precision and coverage against the threshold (--figure).
 """
 
 from __future__ import annotations
@@ -38,8 +41,9 @@ from rakuten_mm.data.splitting import duplicate_groups, fitting_folds, grouped_f
 
 MODELS = ("text", "image", "baseline", "fusion")
 DATA_STAGES = ("import", "make_dataset")
-# Latency repeats only slow the folds down; they say nothing of quality.
-BENCH_OVERRIDES = {"evaluate": {"latency": {"repeats": 1}}}
+# Latency repeats only slow the folds down; they say nothing of quality. The review rule: 95% precision.
+BENCH_OVERRIDES = {"evaluate": {"latency": {"repeats": 1}, "target_precision": 0.95, "target_coverage": None}}
+REVIEW_CURVE = Path("plots") / "evaluate" / "review" / "curve.csv"
 
 
 def stage_commands(repo: Path) -> dict[str, str]:
@@ -92,6 +96,8 @@ def run_fold(repo: Path, commands: dict[str, str], stages: list[str]) -> dict:
     return {"test": {m: metrics["test"][m]["f1_weighted"] for m in MODELS},
             "val": {m: metrics["val"][m]["f1_weighted"] for m in MODELS},
             "served": served_method(fusion), "weights": fusion.get("weights"),
+            "review": fold_review(fusion["review"], metrics["test"]["review"]),
+            "curve": read_curve(repo / REVIEW_CURVE),
             "seconds": seconds, "fold_seconds": sum(seconds.values())}
 
 
@@ -109,10 +115,27 @@ def targets(summary: dict) -> dict:
             "met": bool(served >= summary[best]["mean"] - 0.005 and served >= summary["baseline"]["mean"] + 0.02)}
 
 
+def read_curve(path: Path) -> dict[str, list]:
+    """evaluate's review curve by column; null where nothing is filed (no precision)."""
+    frame = pd.read_csv(path)
+    return {column: [None if np.isnan(value) else float(value) for value in frame[column]] for column in frame}
+
+
+def fold_review(rule: dict, test: dict) -> dict:
+    """The fold's threshold, its coverage and precision out of fold (train_fusion's rows), and on the test rows."""
+    return {"threshold": rule["threshold"], "reached": rule["reached"], "val_coverage": rule["oof"]["coverage"],
+            "val_precision": rule["oof"]["precision"], "test_coverage": test["coverage"],
+            "test_precision": test.get("precision")}
+
+
 def summarise(folds: list[dict]) -> dict:
     """Mean and standard deviation over folds of each model's test weighted F1, and of the fold time."""
     summary = {m: {"mean": float(np.mean([f["test"][m] for f in folds])),
                    "std": float(np.std([f["test"][m] for f in folds]))} for m in MODELS}
+    for name in ("test_coverage", "test_precision"):
+        values = [f["review"][name] for f in folds if f["review"][name] is not None]
+        summary[f"review_{name}"] = {"mean": float(np.mean(values)) if values else None,
+                                     "std": float(np.std(values)) if values else None}
     times = [f["fold_seconds"] for f in folds]
     summary["fold_seconds"] = {"mean": float(np.mean(times)), "std": float(np.std(times))}
     summary["targets"] = targets(summary)
@@ -133,7 +156,52 @@ def markdown_table(result: dict) -> str:
     lines += ["", f"Served model minus the best single member ({t['best_member']}): "
               f"{t['served_minus_best_member']:+.3f} (target ≥ -0.005); minus baseline: "
               f"{t['served_minus_baseline']:+.3f} (target ≥ +0.02): {'met' if t['met'] else 'not met'}."]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + ["", review_table(result)]) + "\n"
+
+
+def share(value: float | None) -> str:
+    """A share as a percentage; a dash when there is none (nothing filed automatically)."""
+    return "–" if value is None else f"{100 * value:.1f}%"
+
+
+def review_table(result: dict) -> str:
+    """The review rule per fold: threshold chosen out of fold for 95% precision, coverage and precision."""
+    lines = ["Review rule at 95% target precision (threshold chosen out of fold, on the rows the fold's fusion was "
+             "chosen on):", "",
+             "| fold | threshold | out-of-fold coverage | out-of-fold precision | test coverage | test precision |",
+             "|---|---|---|---|---|---|"]
+    for number, fold in enumerate(result["per_fold"], start=1):
+        r = fold["review"]
+        lines.append(f"| {number} | {r['threshold']:.3f}{'' if r['reached'] else ' (target not reached)'} | "
+                     f"{share(r['val_coverage'])} | {share(r['val_precision'])} | {share(r['test_coverage'])} | "
+                     f"{share(r['test_precision'])} |")
+    s = result["summary"]
+    lines.append(f"| mean ± std | | | | {share(s['review_test_coverage']['mean'])} ± "
+                 f"{share(s['review_test_coverage']['std'])} | {share(s['review_test_precision']['mean'])} ± "
+                 f"{share(s['review_test_precision']['std'])} |")
+    return "\n".join(lines)
+
+
+def review_figure(folds: list[dict], path: Path) -> None:
+    """Test precision and coverage against the threshold, one thin line per fold and their mean."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 4.2), dpi=110)
+    axes = figure.subplots()
+    for name, color in (("precision", "tab:blue"), ("coverage", "tab:orange")):
+        curves = np.array([fold["curve"][f"test_{name}"] for fold in folds], dtype=float)
+        thresholds = folds[0]["curve"]["threshold"]
+        for curve in curves:
+            axes.plot(thresholds, curve, color=color, alpha=0.25, linewidth=0.8)
+        axes.plot(thresholds, np.nanmean(curves, axis=0), color=color, linewidth=2, label=f"test {name} (mean)")
+    for fold in folds:
+        axes.axvline(fold["review"]["threshold"], color="grey", linestyle=":", linewidth=0.8)
+    axes.axhline(0.95, color="tab:red", linestyle="--", linewidth=0.8, label="95% precision")
+    axes.set(xlabel="threshold on the top-1 fused probability", ylabel="share", ylim=(0, 1.02),
+             title=f"Real sample, {len(folds)} folds: auto-filed products (dotted: chosen thresholds)")
+    axes.legend(loc="lower left")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, bbox_inches="tight")
 
 
 def parse_args() -> argparse.Namespace:
@@ -146,6 +214,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--params-file", default=None, help="YAML of params overrides, applied before --set")
     parser.add_argument("--workdir", default=None, help="where the repository copy goes (default: a temp dir)")
     parser.add_argument("--out", default=str(REPO_ROOT / "benchmarks" / "results" / "real_sample"))
+    parser.add_argument("--figure", default=str(REPO_ROOT / "docs" / "figures" / "review_curve_real_sample.png"),
+                        help="PNG of test precision and coverage against the review threshold")
     return parser.parse_args()
 
 
@@ -176,7 +246,9 @@ def main() -> None:
         write_split(repo, table, names, folds_of_rows)
         folds.append(run_fold(repo, commands, fold_stages(commands, params)))
         print(f"fold {number}/{args.folds}: " + ", ".join(f"{m} {folds[-1]['test'][m]:.3f}" for m in MODELS)
-              + f" (served: {folds[-1]['served']}, {folds[-1]['fold_seconds']:.0f} s)", flush=True)
+              + f" (served: {folds[-1]['served']}, {folds[-1]['fold_seconds']:.0f} s; review: "
+              + f"{share(folds[-1]['review']['test_coverage'])} filed at "
+              + f"{share(folds[-1]['review']['test_precision'])} precision)", flush=True)
     result = {"data_name": data.name, "rows": len(table), "folds": args.folds, "seed": args.seed,
               "overrides": args.set, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
               "summary": summarise(folds), "per_fold": folds}
@@ -184,6 +256,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     out.with_suffix(".md").write_text(markdown_table(result))
+    review_figure(folds, Path(args.figure))
     print(markdown_table(result))
 
 

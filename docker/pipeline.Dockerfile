@@ -36,6 +36,8 @@ COPY --chown=app:app rakuten_mm/ ./rakuten_mm/
 COPY --chown=app:app stages/ ./stages/
 COPY --chown=app:app scripts/ ./scripts/
 COPY --chown=app:app sweeps/ ./sweeps/
+# Reviewers' corrections folders (.dvc files here, their data from the remote): a dep of the import stage.
+COPY --chown=app:app corrections/ ./corrections/
 COPY --chown=app:app metrics/ ./metrics/
 COPY --chown=app:app plots/ ./plots/
 COPY --chown=app:app .dvc/config ./.dvc/config

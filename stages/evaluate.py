@@ -14,7 +14,9 @@ from rakuten_mm.categories import CODES
 from rakuten_mm.data.dataset import load_images, read_split_table, rows_of
 from rakuten_mm.evaluation.latency import per_item_latency_ms
 from rakuten_mm.evaluation.live import StageLive
-from rakuten_mm.evaluation.metrics import classification_scores, per_class_f1
+from rakuten_mm.evaluation.metrics import (
+    classification_scores, per_class_f1, review_curve_on_grid, review_scores, review_scores_per_class,
+)
 from rakuten_mm.jsonfiles import write_json
 from rakuten_mm.models.fusion import members_used
 from rakuten_mm.models.predictor import MEMBERS, ProductClassifier
@@ -62,6 +64,44 @@ def log_test_details(live: StageLive, labels: np.ndarray, fused: np.ndarray) -> 
                           name="confusion_matrix", title="Fusion on the test split")
 
 
+def log_review(live: StageLive, review: dict, out_of_fold: dict, test_labels: np.ndarray,
+               test_fused: np.ndarray) -> dict:
+    """Coverage and precision at the served threshold: validation (out of fold) and test, per predicted class."""
+    scores = {"val": review_scores(out_of_fold["probabilities"], out_of_fold["labels"], review["threshold"]),
+              "test": review_scores(test_fused, test_labels, review["threshold"])}
+    live.log_metric("review/threshold", review["threshold"], plot=False)
+    for split, values in scores.items():
+        for name in ("coverage", "precision"):
+            if values[name] is not None:
+                live.log_metric(f"{split}/review/{name}", values[name], plot=False)
+    for code, values in review_scores_per_class(test_fused, test_labels, review["threshold"], CODES).items():
+        for name in ("coverage", "precision"):
+            if values[name] is not None:  # a class the model never predicts on the test split
+                live.log_metric(f"review_per_class/{code}/{name}", values[name], plot=False)
+    return scores
+
+
+def write_review_curve(path: Path, step: float, out_of_fold: dict, test_labels: np.ndarray,
+                       test_fused: np.ndarray) -> None:
+    """Precision and coverage against the threshold, validation (out of fold) and test: the DVC plot's data."""
+    thresholds = np.round(np.arange(0.0, 1.0 + step / 2, step), 6)
+    curves = {"val": review_curve_on_grid(out_of_fold["probabilities"], out_of_fold["labels"], thresholds),
+              "test": review_curve_on_grid(test_fused, test_labels, thresholds)}
+    frame = pd.DataFrame({"threshold": thresholds})
+    for split, curve in curves.items():
+        for name, values in curve.items():
+            frame[f"{split}_{name}"] = pd.Series(values, dtype=float).round(6)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False)
+
+
+def served_review(fusion: dict) -> dict:
+    """The review rule saved with the served fusion by train_fusion."""
+    if "review" not in fusion:
+        raise SystemExit("models/fusion/fusion.json has no review threshold: rerun train_fusion")
+    return fusion["review"]
+
+
 def write_predictions(out: Path, test: pd.DataFrame, test_fused: np.ndarray, unlabelled: pd.DataFrame,
                       unlabelled_fused: np.ndarray) -> None:
     """Test-split predictions with fused probabilities, and the challenge submission for X_test."""
@@ -87,7 +127,8 @@ def served_classifier(every_member: ProductClassifier, models: str) -> ProductCl
 
 def main() -> None:
     """Score every model on the validation and test splits, write predictions, metrics and latency."""
-    params, args = start_stage("evaluate", ["dataset", "split", "models", "probs", "predictions", "latency"],
+    params, args = start_stage("evaluate", ["dataset", "split", "models", "probs", "predictions", "latency",
+                                            "review-curve"],
                                "Evaluate.")
     p, dataset = params["evaluate"], Path(args.dataset)
     table, images = read_split_table(dataset / "labelled.csv"), load_images(dataset / "labelled_images.npy")
@@ -105,6 +146,13 @@ def main() -> None:
             scores = score_split(live, name, labels[rows], predicted[name], has_image[rows])
             log.info("%s scores: %s", name, {k: round(v["f1_weighted"], 4) for k, v in scores.items()})
         log_test_details(live, labels[test_rows], test_probs["fused"])
+        # The served fusion's out-of-fold probabilities: the rows train_fusion chose the threshold on.
+        out_of_fold = dict(np.load(Path(args.probs) / "fusion" / "oof.npz"))
+        review = served_review(every_member.fusion)
+        review_split_scores = log_review(live, review, out_of_fold, labels[test_rows], test_probs["fused"])
+    log.info("review threshold %.4f: %s", review["threshold"], review_split_scores)
+    write_review_curve(Path(args.review_curve), p["review_curve_step"], out_of_fold, labels[test_rows],
+                       test_probs["fused"])
     served = served_classifier(every_member, args.models)
     unlabelled_probs = predict_rows(served, unlabelled, unlabelled_images, np.arange(len(unlabelled)))
     write_predictions(Path(args.predictions), table.iloc[test_rows], test_probs["fused"], unlabelled,

@@ -7,6 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from rakuten_mm.data.corrections import RAW_CORRECTIONS, copy_corrections
 from rakuten_mm.data.importers import HubUnreachableError, download_from_hub, import_from_dir
 from rakuten_mm.data.raw_layout import IMPORT_REPORT, RawLayoutError
 from rakuten_mm.data.synthetic import generate_sample
@@ -36,11 +37,15 @@ def import_raw(params: dict, out: Path) -> dict:
 
 def main() -> None:
     """Import raw data into the out folder from the source params.yaml names."""
-    params, args = start_stage("import", ["out"], "Import raw data (sample, hub or dir).")
-    out = Path(args.out)
+    params, args = start_stage("import", ["out"], "Import raw data (sample, hub or dir).",
+                               optional_paths=("corrections",))
+    out, p = Path(args.out), params["import"]
     shutil.rmtree(out, ignore_errors=True)
     try:
-        summary = import_raw(params["import"], out)
+        summary = import_raw(p, out)
+        # Reviewers' corrections (import.corrections), merged by make_dataset.
+        summary["corrections"] = copy_corrections(p.get("corrections") or [], args.corrections,
+                                                  out / RAW_CORRECTIONS, p["files"])
     except (HubUnreachableError, RawLayoutError, FileNotFoundError, ValueError) as error:
         log.error("%s", error)
         sys.exit(1)

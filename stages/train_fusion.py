@@ -8,6 +8,7 @@ import pandas as pd
 
 from rakuten_mm.data.dataset import read_split_table
 from rakuten_mm.evaluation.live import StageLive, log_split_scores
+from rakuten_mm.evaluation.metrics import review_rule
 from rakuten_mm.jsonfiles import write_json
 from rakuten_mm.models.crossfit import fitting_folds, fitting_rows, validation_mask
 from rakuten_mm.models.fusion import fit_fusion
@@ -23,13 +24,15 @@ def out_of_fold_inputs(dataset: Path, probs_dir: Path, members: list[str],
     return {name: np.load(probs_dir / name / "oof.npy") for name in members}, labels[fitting_rows(split)]
 
 
-def write_served_out_of_fold(path: Path, out_of_fold: np.ndarray, labels: np.ndarray, rows: np.ndarray) -> None:
+def write_served_out_of_fold(path: Path, out_of_fold: np.ndarray, labels: np.ndarray, rows: np.ndarray) -> dict:
     """oof.npz: the served fusion's out-of-fold probabilities, labels and labelled.csv rows it was chosen on."""
-    # The review threshold (issue 21) is chosen on these: only rows no fitted part of the served
-    # model saw (train + validation when every member is cross-fitted, validation rows otherwise).
+    # The review threshold is chosen on these: only rows no fitted part of the served model saw
+    # (train + validation when every member is cross-fitted, validation rows otherwise).
     chosen = ~np.isnan(out_of_fold).any(axis=1)
-    np.savez(path, probabilities=out_of_fold[chosen].astype(np.float32), labels=labels[chosen].astype(np.int64),
-             rows=np.asarray(rows)[chosen].astype(np.int64))
+    saved = {"probabilities": out_of_fold[chosen].astype(np.float32), "labels": labels[chosen].astype(np.int64),
+             "rows": np.asarray(rows)[chosen].astype(np.int64)}
+    np.savez(path, **saved)
+    return saved
 
 
 def main() -> None:
@@ -40,12 +43,16 @@ def main() -> None:
     probs, labels = out_of_fold_inputs(Path(args.dataset), Path(args.probs), p["members"], split)
     validation = validation_mask(split)
     fusion, out_of_fold = fit_fusion(p, probs, labels, fitting_folds(split), validation)
-    write_json(fusion, Path(args.model) / "fusion.json")
     out = Path(args.probs) / "fusion"
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "oof.npy", out_of_fold)
     np.save(out / "val.npy", out_of_fold[validation])
-    write_served_out_of_fold(out / "oof.npz", out_of_fold, labels, fitting_rows(split))
+    served = write_served_out_of_fold(out / "oof.npz", out_of_fold, labels, fitting_rows(split))
+    # The review threshold is part of the served rule: chosen, like the fusion, on rows it was not fitted on.
+    review = params["evaluate"]
+    fusion["review"] = review_rule(served["probabilities"], served["labels"], review["target_precision"],
+                                   review["target_coverage"])
+    write_json(fusion, Path(args.model) / "fusion.json")
     selection = fusion["selection"]
     if fusion["method"] == "member":
         log.warning("the %s fusion (out-of-fold F1 %.4f) does not beat the %s model alone (%.4f): serving %s alone",
@@ -64,8 +71,11 @@ def main() -> None:
         if not np.isnan(out_of_fold).any():  # a fusion that uses the image model is fitted on validation rows only
             log_split_scores(live, "train_val", labels, out_of_fold.argmax(1))
         scores = log_split_scores(live, "val", labels[validation], out_of_fold[validation].argmax(1))
+        live.log_metric("review/threshold", fusion["review"]["threshold"], plot=False)
+        live.log_metric("review/oof_coverage", fusion["review"]["oof"]["coverage"], plot=False)
     log.info("fusion %s, out of fold on validation: %s (serving %s)", selection["method_fitted"], scores,
              fusion["method"])
+    log.info("review threshold %s", fusion["review"])
 
 
 if __name__ == "__main__":

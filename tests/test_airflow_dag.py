@@ -40,7 +40,9 @@ ROLL_OUT_TASKS = ("dvc_push", "register_model", "publish_release", "set_candidat
 EXPECTED_GRAPH = {
     "snapshot_workspace": ["dvc_pull"],
     "dvc_pull": ["check_drift", "restore_workspace"],
-    "check_drift": ["dvc_repro"],
+    "check_drift": ["export_corrections"],
+    "export_corrections": ["restore_workspace", "track_corrections"],
+    "track_corrections": ["dvc_repro", "restore_workspace"],
     "dvc_repro": ["quality_gate", "restore_workspace"],
     "quality_gate": ["dvc_push", "restore_workspace"],
     "dvc_push": ["register_model"],
@@ -98,8 +100,11 @@ def test_dag_folder_loads_with_the_expected_tasks(airflow_home, tmp_path):
     assert {task: spec["downstream"] for task, spec in dag["tasks"].items()} == EXPECTED_GRAPH
     assert all(spec["retries"] >= 1 for spec in dag["tasks"].values())
     assert dag["tasks"]["restore_workspace"]["trigger_rule"] == "one_failed"
+    # The repro runs when the corrections export is switched off (skipped), not when it failed.
+    assert dag["tasks"]["dvc_repro"]["trigger_rule"] == "none_failed"
     assert dag["max_active_runs"] == 1 and dag["schedule"] == "@daily"
-    assert {"project_dir", "python", "production_rev", "require_drift", "register_model"} <= set(dag["params"])
+    assert {"project_dir", "python", "production_rev", "require_drift", "register_model", "export_corrections",
+            "review_database"} <= set(dag["params"])
 
 
 def git(project: Path, *args: str) -> str:
@@ -246,8 +251,9 @@ def retrain(migrated_airflow_home, project, remote, api, tmp_path_factory):
                                              "AWS_MAX_ATTEMPTS": "1"})
 
     def run_dag(**params) -> dict:
+        # No review queue here (the API's export command is tested with it): the corrections steps are skipped.
         conf = {"project_dir": str(project), "python": sys.executable, "releases_dir": str(tmp / "releases"),
-                "candidate_share": 0.5, **params}
+                "candidate_share": 0.5, "export_corrections": False, **params}
         return check_dag(env, tmp, "run", "--dag-id", DAG_ID, "--conf", json.dumps(conf))
 
     run_dag.folder = tmp
@@ -355,7 +361,8 @@ def check_release_run(retrain, project, api, prediction_logs, remote, version_be
     report = retrain(require_drift=True, production_rev=PRODUCTION_TAG,
                      monitor_args=monitor_args(prediction_logs["drifted"], retrain.folder))
     tasks = report["tasks"]
-    assert {name: state for name, state in tasks.items() if state != "success"} == {"restore_workspace": "skipped"}, \
+    assert {name: state for name, state in tasks.items() if state != "success"} == {
+        "restore_workspace": "skipped", "export_corrections": "skipped", "track_corrections": "skipped"}, \
         report["log"][-6000:]
     assert report["state"] == "success" and "drift detected: retraining" in report["log"]
     release = Path(report["xcom"]["publish_release"])

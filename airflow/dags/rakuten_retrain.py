@@ -1,8 +1,13 @@
 """Retraining DAG: on drift (or on demand) reproduce the pipeline, gate it, and only then push, register, roll out.
 
-    snapshot_workspace -> dvc_pull -> check_drift -> dvc_repro -> quality_gate -> dvc_push
-        -> register_model -> publish_release -> set_candidate -> promote_candidate
-    restore_workspace runs instead when the pull, the repro or the gate fails.
+    snapshot_workspace -> dvc_pull -> check_drift -> export_corrections -> track_corrections -> dvc_repro
+        -> quality_gate -> dvc_push -> register_model -> publish_release -> set_candidate -> promote_candidate
+    restore_workspace runs instead when the pull, the export, the tracking, the repro or the gate fails.
+
+export_corrections writes the reviewers' decisions (the API's review queue) as a challenge-layout
+folder under corrections/ (`python -m rakuten_mm.serving.review export`); track_corrections `dvc add`s
+it and lists it in params.yaml `import.corrections`, so that dvc_repro trains on the corrected labels.
+Both are skipped when the export_corrections param is off.
 
 Every step runs the project's own CLI in the project's venv (retraining/project.py): Airflow's pins
 never meet the project's. The project folder, its python, the production revision and the releases
@@ -30,6 +35,10 @@ DEFAULT_PRODUCTION_REV = "main"
 DEFAULT_RELEASES_SUBDIR = "deployments/releases"
 MLFLOW_URI = SettingSource("mlflow_tracking_uri", "rakuten_mlflow_tracking_uri", "MLFLOW_TRACKING_URI")
 ROLLOUT = ["-m", "rakuten_mm.serving.rollout"]
+REVIEW_DATABASE = SettingSource("review_database", "rakuten_review_database", "RAKUTEN_REVIEW_DATABASE")
+# One folder, rewritten by every run with every decision so far (the latest decision per product wins):
+# an export that did not change leaves its DVC hash, and so the import stage, as they were.
+CORRECTIONS_FOLDER = "corrections/review"
 # Read when the file is parsed: a schedule cannot depend on a run's params. "none": manual runs only.
 SCHEDULE = os.environ.get("RAKUTEN_RETRAIN_SCHEDULE", "@daily")
 # Every task of a run must run where the checkout is: with several Celery workers, give the
@@ -46,6 +55,11 @@ PARAMS = {
                                                             "metrics (else Variable/env; default main)"),
     "require_drift": Param(True, type="boolean", description="Retrain only when the monitor flags drift"),
     "monitor_args": Param([], type="array", description='Extra arguments of the monitor, e.g. ["--last-days", "7"]'),
+    "export_corrections": Param(True, type="boolean", description="Export the reviewers' decisions and train on "
+                                                                  "them (import.corrections)"),
+    "review_database": Param("", type="string", description="The API's review database (else Variable "
+                                                             "rakuten_review_database, env RAKUTEN_REVIEW_DATABASE; "
+                                                             "default: the export command's own)"),
     "register_model": Param(True, type="boolean", description="Register the new model in MLflow"),
     "model_name": Param("rakuten-mm", type="string", description="MLflow registered model name"),
     "releases_dir": Param("", type="string", description="Where passed models are copied for serving "
@@ -108,7 +122,26 @@ def check_drift() -> bool:
     return code == MONITOR_DRIFT
 
 
-@task(execution_timeout=timedelta(hours=6), **TASK_DEFAULTS)
+@task(execution_timeout=timedelta(minutes=30), **TASK_DEFAULTS)
+def export_corrections() -> str:
+    """Export the recorded review decisions into the corrections folder; its path in the checkout."""
+    params = run_params()
+    if not params["export_corrections"]:
+        raise AirflowSkipException("export_corrections is off: training on the data as it is")
+    database = resolve_setting(params, REVIEW_DATABASE)
+    current_project().run(["-m", "rakuten_mm.serving.review", "export", "--out", CORRECTIONS_FOLDER,
+                           *(["--database", database] if database else [])])
+    return CORRECTIONS_FOLDER
+
+
+@task(execution_timeout=timedelta(minutes=30), **TASK_DEFAULTS)
+def track_corrections(folder: str) -> None:
+    """`dvc add` the exported folder and list it in params.yaml import.corrections (nothing when it is empty)."""
+    current_project().run(["-m", "rakuten_mm.data.corrections", "track", folder])
+
+
+# Runs after a skipped export too (export_corrections off); the drift check's short circuit still skips it.
+@task(execution_timeout=timedelta(hours=6), trigger_rule=TriggerRule.NONE_FAILED, **TASK_DEFAULTS)
 def dvc_repro() -> None:
     """Rerun the pipeline stages whose data, code or params changed."""
     current_project().dvc("repro")
@@ -200,11 +233,14 @@ def restore_workspace() -> None:
 def rakuten_retrain():
     """The task graph."""
     pulled, reproduced, gated = dvc_pull(), dvc_repro(), quality_gate()
-    snapshot_workspace() >> pulled >> check_drift() >> reproduced >> gated
+    exported = export_corrections()
+    tracked = track_corrections(exported)
+    snapshot_workspace() >> pulled >> check_drift() >> exported
+    tracked >> reproduced >> gated
     published = publish_release()
     gated >> dvc_push() >> register_model() >> published
     set_candidate(published) >> promote_candidate()
-    [pulled, reproduced, gated] >> restore_workspace()
+    [pulled, exported, tracked, reproduced, gated] >> restore_workspace()
 
 
 rakuten_retrain()

@@ -38,6 +38,7 @@ def make_settings(repo: Path, tmp: Path, **overrides) -> Settings:
         predict_rate_limit="1000/minute", batch_rate_limit="1000/minute", token_rate_limit="1000/minute",
         rollout_file=tmp / "deployments" / "rollout.json", rollout_check_seconds=0,
         prediction_log=tmp / "logs" / "predictions.jsonl", drift_report=tmp / "drift.json",
+        review_database=tmp / "review" / "queue.sqlite",
         metrics_token=secrets.token_urlsafe(24),
     )
     return Settings(_env_file=None, **{**values, **overrides})

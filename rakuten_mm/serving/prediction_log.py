@@ -29,7 +29,7 @@ class PredictionLogError(RuntimeError):
 
 
 def prediction_entry(designation: str, description: str | None, result: dict, timestamp: str) -> dict:
-    """One log line: time, model version and variant, the input profile, predicted code and confidence."""
+    """One log line: time, model version and variant, the input profile, predicted code, confidence and decision."""
     return {
         "ts": timestamp,
         "model_version": result["model_version"],
@@ -38,6 +38,7 @@ def prediction_entry(designation: str, description: str | None, result: dict, ti
         **input_profile(designation, description, "image" in result["modalities"]),
         "prdtypecode": result["prdtypecode"],
         "confidence": result["probability"],
+        "decision": result["decision"],
     }
 
 

@@ -65,6 +65,17 @@ def candidate_models(models_dir: Path, dest: Path, text_weight: float = 0.5) -> 
     return dest
 
 
+def models_with_review(models_dir: Path, dest: Path, threshold: float | None) -> Path:
+    """A copy of a models folder whose fusion.json holds a review block with this threshold (as train_fusion writes it)."""
+    shutil.copytree(models_dir, dest, dirs_exist_ok=True)
+    fusion_file = dest / "fusion" / "fusion.json"
+    fusion = json.loads(fusion_file.read_text())
+    fusion["review"] = {"threshold": threshold, "chosen_by": "target_precision", "target_precision": 0.95,
+                        "target_coverage": None, "oof": {"rows": 100, "precision": 0.95, "coverage": 0.5}}
+    fusion_file.write_text(json.dumps(fusion, indent=2))
+    return dest
+
+
 @dataclass
 class Api:
     """A running app (lifespan entered), its settings and one user's credentials."""

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -33,6 +32,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 
 from pipeline_utils import copy_repository, deep_merge, dotted_override  # noqa: E402
+
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+import run_info  # noqa: E402
 
 FULL_SIZE = {"n_labelled": 84916, "n_unlabelled": 13812}
 TRAINING_STAGES = ("train_text", "train_image")
@@ -95,16 +97,6 @@ def run_scale(workdir: Path, scale: float, extra: list[str]) -> dict:
             "test_f1_weighted": {m: metrics["test"][m]["f1_weighted"] for m in ("text", "image", "fusion", "baseline")}}
 
 
-def machine() -> dict:
-    """What the figures were measured on."""
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
-    memory_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                     if line.startswith("MemTotal"))
-    return {"cpu": model, "cores": os.cpu_count(), "memory_gb": round(memory_kb / 2**20, 1),
-            "python": platform.python_version(), "system": platform.platform()}
-
-
 def markdown_table(results: list[dict]) -> str:
     """One row per stage; wall s / CPU s / peak RSS MB for each scale side by side."""
     scales = [f"{r['scale']:g} ({r['sizes']['n_labelled']:,}+{r['sizes']['n_unlabelled']:,})" for r in results]
@@ -133,13 +125,16 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/rakuten-scale"))
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks/results/pipeline_scale")
     args = parser.parse_args()
-    results = [run_scale(args.workdir, float(s), args.overrides) for s in args.scales.split(",")]
-    report = {"machine": machine(), "overrides": args.overrides, "results": results}
+    # The commit and load are read before the run: the copies it measures are taken from this checkout.
+    report = {"commit": run_info.commit(), "machine": run_info.machine(), "overrides": args.overrides}
+    report["results"] = [run_scale(args.workdir, float(s), args.overrides) for s in args.scales.split(",")]
+    report["load_average_1m_after"] = os.getloadavg()[0]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    table = markdown_table(results)
+    table = markdown_table(report["results"])
     args.out.with_suffix(".md").write_text(
-        f"Machine: {report['machine']}\n\nOverrides: {args.overrides or 'none'}\n\n{table}\n")
+        f"Commit {report['commit']}; machine: {report['machine']}; load average after the run: "
+        f"{report['load_average_1m_after']:.2f}\n\nOverrides: {args.overrides or 'none'}\n\n{table}\n")
     print(table)
 
 

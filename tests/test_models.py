@@ -1,9 +1,11 @@
 import subprocess
 import sys
+import zipfile
 
 import keras
 import numpy as np
 import pytest
+from sklearn.metrics import f1_score
 
 from pipeline_utils import REPO_ROOT
 from rakuten_mm.models.image import (
@@ -18,7 +20,9 @@ from rakuten_mm.models.keras_files import renumber_shared_objects, save_keras_mo
 from rakuten_mm.models.text import (
     adapt_vectorizer, assemble_text_model, build_featurizer, build_sequence_head, build_tfidf_head, text_tensor,
 )
-from rakuten_mm.models.training import array_batches, class_weights, learning_rate_schedule, write_features
+from rakuten_mm.models.training import (
+    ValidationF1, array_batches, class_weights, learning_rate_schedule, write_features,
+)
 
 TEXT_PARAMS = dict(max_tokens=200, sequence_length=12, embedding_dim=8, filters=8,
                    kernel_sizes=[2, 3], lstm_units=4, hidden_units=16, dropout=0.1)
@@ -69,6 +73,13 @@ def test_saved_models_are_byte_identical_across_processes(tmp_path):
     # The check can tell: Keras's own saves of the same model differ (save date, object ids).
     assert (tmp_path / "a_plain.keras").read_bytes() != (tmp_path / "b_plain.keras").read_bytes()
     assert (tmp_path / "a.keras").read_bytes() == (tmp_path / "b.keras").read_bytes()
+    # Weights are stored (they hardly deflate), the JSON descriptions deflated.
+    with zipfile.ZipFile(tmp_path / "a.keras") as saved:
+        kinds = {info.filename: info.compress_type for info in saved.infolist()}
+    assert kinds == {"metadata.json": zipfile.ZIP_DEFLATED, "config.json": zipfile.ZIP_DEFLATED,
+                     "model.weights.h5": zipfile.ZIP_STORED}
+    reloaded = keras.models.load_model(tmp_path / "a.keras", compile=False)
+    assert reloaded.count_params() == keras.models.load_model(tmp_path / "a_plain.keras", compile=False).count_params()
 
 
 @pytest.mark.parametrize("backbone", ["small_cnn", "mobilenet_v3_small", "efficientnet_b0"])
@@ -203,3 +214,25 @@ def test_shared_object_ids_are_renumbered_consistently():
              b'"c": {"shared_object_id": 140475259569424}}'
     assert renumber_shared_objects(config) == (
         b'{"a": {"shared_object_id": 1}, "b": {"shared_object_id": 2}, "c": {"shared_object_id": 1}}')
+
+
+def test_one_validation_pass_gives_the_loss_and_accuracy_keras_evaluate_gives():
+    rng = np.random.default_rng(3)
+    inputs = rng.normal(size=(90, 6)).astype(np.float32)
+    labels = rng.integers(0, 4, size=90).astype(np.int32)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4, activation="softmax")])
+    model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    batches = array_batches(inputs, np.arange(90), None, 32, None)
+    callback = ValidationF1(batches, labels)
+    callback.set_model(model)
+    logs = {}
+    callback.on_epoch_end(0, logs)
+    keras_loss, keras_accuracy = model.evaluate(inputs, labels, batch_size=32, verbose=0)
+    assert logs["val_loss"] == pytest.approx(keras_loss, rel=1e-5)
+    assert logs["val_accuracy"] == pytest.approx(keras_accuracy, abs=1e-6)
+    assert logs["val_f1_weighted"] == pytest.approx(f1_score(labels, logs_predicted(model, inputs), average="weighted"))
+
+
+def logs_predicted(model, inputs):
+    """The model's top class per row, by Keras itself."""
+    return model(inputs).numpy().argmax(1)

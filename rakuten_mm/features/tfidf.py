@@ -6,20 +6,28 @@ per call whatever the number of texts, and a request featurizes one product. The
 float32 rounding (tests/test_tfidf.py).
 """
 
+from __future__ import annotations
+
 from collections import Counter
 from itertools import repeat
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import sparse
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.pipeline import FeatureUnion
 
-from rakuten_mm.models.sklearn_files import load_sklearn_model, save_sklearn_model
+if TYPE_CHECKING:
+    from sklearn.pipeline import FeatureUnion
+
+# scikit-learn and skops are imported where the featurizer is built, saved or loaded: train_text
+# only reads the cached rows (load_features) and would pay about 1.5 s of CPU importing them.
 
 
 def build_tfidf_union(params: dict) -> FeatureUnion:
     """Unfitted word n-gram and char_wb n-gram TfidfVectorizers, each block L2-normalised."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import FeatureUnion
+
     # Each block normalised apart: long descriptions then weigh no more than short titles, and
     # the character block (3-5-grams: plurals, accents, model numbers) no more than the words.
     options = dict(sublinear_tf=params["sublinear_tf"], min_df=params["min_df"], dtype=np.float32)
@@ -109,11 +117,15 @@ class TfidfFeaturizer:
             # An id() (a memory address) that build_analyzer() stores to skip re-checking the
             # stop words, which are None here: new at every run, so it never goes in the file.
             vars(vectorizer).pop("_stop_words_id", None)
+        from rakuten_mm.models.sklearn_files import save_sklearn_model
+
         save_sklearn_model(self.union, path)
 
     @classmethod
     def load(cls, path: str | Path) -> "TfidfFeaturizer":
         """Load a featurizer saved by save()."""
+        from rakuten_mm.models.sklearn_files import load_sklearn_model
+
         return cls(load_sklearn_model(path))
 
 

@@ -5,7 +5,7 @@
 One SQLite file in WAL mode (RAKUTEN_API_REVIEW_DATABASE) is shared by every uvicorn worker. A request
 only queues its `review` products in memory; a background thread of each worker wakes every
 WRITE_INTERVAL_SECONDS, makes the small JPEG copies and writes them in one transaction, so /predict
-never waits for the disk. What is kept of a product: title, description, a JPEG copy of at most
+never waits for the disk (prediction_log.PeriodicWriter, as the prediction log). What is kept of a product: title, description, a JPEG copy of at most
 RAKUTEN_API_REVIEW_PHOTO_SIDE pixels a side, productid and imageid, the top-5 codes, the model version
 and the time; nothing about the caller (no user, address or request id).
 
@@ -21,7 +21,6 @@ import hashlib
 import io
 import json
 import logging
-import queue
 import sqlite3
 import sys
 import threading
@@ -37,6 +36,7 @@ from PIL import Image
 from rakuten_mm.categories import CATEGORY_NAMES, CODES
 from rakuten_mm.data.raw_layout import FEATURE_COLUMNS, LABEL_COLUMN, write_labelled_folder
 from rakuten_mm.data.synthetic import DEFAULT_FILES
+from rakuten_mm.serving.prediction_log import PeriodicWriter
 
 log = logging.getLogger(__name__)
 AUTO, REVIEW = "auto", "review"
@@ -44,11 +44,8 @@ PENDING, DECIDED, SKIPPED = "pending", "decided", "skipped"
 # Products without productid/imageid get ids above every real one (real ids stay below 5e9), stable per
 # queue item; the exported row ids are in the same range, so corrections never collide with the data's.
 SYNTHETIC_ID_BASE = 9_000_000_000
-# A timer rather than a wake-up per request, as the prediction log: handing the GIL over costs each answer.
-WRITE_INTERVAL_SECONDS = 0.2
 # Retention is also applied when nothing new arrives, at most this often.
 PURGE_INTERVAL_SECONDS = 60.0
-CLOSE_TIMEOUT_SECONDS = 10
 BUSY_TIMEOUT_SECONDS = 10.0
 PHOTO_QUALITY = 80
 SCHEMA = """
@@ -169,16 +166,16 @@ def purge(db: sqlite3.Connection, now: datetime, retention_days: float, max_pend
     return expired + over
 
 
-class ReviewQueue:
+class ReviewQueue(PeriodicWriter):
     """Each worker's writer of `review` products into the shared database; does nothing when no path is set."""
+
+    thread_name = "review-queue"
 
     def __init__(self, path: Path | None, retention_days: float = 30.0, max_pending: int = 20_000,
                  photo_side: int = 160):
-        self.path, self.retention_days, self.max_pending, self.photo_side = path, retention_days, max_pending, photo_side
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        super().__init__(path)
+        self.retention_days, self.max_pending, self.photo_side = retention_days, max_pending, photo_side
         self._write_lock = threading.Lock()
-        self._writer: threading.Thread | None = None
-        self._closing = threading.Event()
         self._purged_at = 0.0
         if path is not None:
             with closing(connect(path)):  # a path that cannot hold a database stops the start
@@ -189,13 +186,6 @@ class ReviewQueue:
         """The queue the settings describe (RAKUTEN_API_REVIEW_*)."""
         return cls(settings.review_database, settings.review_retention_days, settings.review_max_pending,
                    settings.review_photo_side)
-
-    def start(self) -> None:
-        """Start the writer thread (the app's startup)."""
-        if self.path is not None and self._writer is None:
-            self._closing.clear()
-            self._writer = threading.Thread(target=self._write_until_closed, name="review-queue", daemon=True)
-            self._writer.start()
 
     def record(self, products: Sequence, results: Sequence[dict]) -> None:
         """Queue the products answered `review` for the writer thread (no work on the request's path)."""
@@ -227,20 +217,7 @@ class ReviewQueue:
                 purge(db, now or datetime.now(UTC), self.retention_days, self.max_pending)
         self._purged_at = time.monotonic()
 
-    def close(self) -> None:
-        """Write what is queued, then stop the writer thread."""
-        if self._writer is not None:
-            self._closing.set()
-            self._writer.join(CLOSE_TIMEOUT_SECONDS)
-            self._writer = None
-
-    def _write_until_closed(self) -> None:
-        """Every WRITE_INTERVAL_SECONDS, write what was queued (and purge now and then); once more when closing."""
-        while not self._closing.wait(WRITE_INTERVAL_SECONDS):
-            self._write_if_due()
-        self._write_if_due()
-
-    def _write_if_due(self) -> None:
+    def write(self) -> None:
         """Flush when products wait or the last purge is old; a failing disk is logged, never raised."""
         if self._queue.empty() and time.monotonic() - self._purged_at < PURGE_INTERVAL_SECONDS:
             return

@@ -47,6 +47,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     RAKUTEN_API_ROLLOUT_FILE=/srv/state/rollout.json \
     RAKUTEN_API_LOG_DIR=/srv/state/logs \
     RAKUTEN_API_PREDICTION_LOG=/srv/state/logs/predictions.jsonl \
+    RAKUTEN_API_REVIEW_DATABASE=/srv/state/review/queue.sqlite \
     RAKUTEN_API_DRIFT_REPORT=/srv/state/reports/drift.json
 USER ${APP_UID}:${APP_UID}
 EXPOSE 8000

@@ -38,6 +38,7 @@ def make_settings(repo: Path, tmp: Path, **overrides) -> Settings:
         predict_rate_limit="1000/minute", batch_rate_limit="1000/minute", token_rate_limit="1000/minute",
         rollout_file=tmp / "deployments" / "rollout.json", rollout_check_seconds=0,
         prediction_log=tmp / "logs" / "predictions.jsonl", drift_report=tmp / "drift.json",
+        review_database=tmp / "review" / "queue.sqlite",
         metrics_token=secrets.token_urlsafe(24),
     )
     return Settings(_env_file=None, **{**values, **overrides})
@@ -60,6 +61,17 @@ def candidate_models(models_dir: Path, dest: Path, text_weight: float = 0.5) -> 
     fusion_file = dest / "fusion" / "fusion.json"
     fusion = json.loads(fusion_file.read_text())
     fusion.update(method="weighted", weights={"text": text_weight, "image": 1.0 - text_weight}, fallback="text")
+    fusion_file.write_text(json.dumps(fusion, indent=2))
+    return dest
+
+
+def models_with_review(models_dir: Path, dest: Path, threshold: float | None) -> Path:
+    """A copy of a models folder whose fusion.json holds a review block with this threshold (as train_fusion writes it)."""
+    shutil.copytree(models_dir, dest, dirs_exist_ok=True)
+    fusion_file = dest / "fusion" / "fusion.json"
+    fusion = json.loads(fusion_file.read_text())
+    fusion["review"] = {"threshold": threshold, "chosen_by": "target_precision", "target_precision": 0.95,
+                        "target_coverage": None, "oof": {"rows": 100, "precision": 0.95, "coverage": 0.5}}
     fusion_file.write_text(json.dumps(fusion, indent=2))
     return dest
 

@@ -51,7 +51,8 @@ def server_env(repo: Path, tmp: Path, **settings: str) -> dict[str, str]:
            "RAKUTEN_API_ROLLOUT_FILE": str(tmp / "deployments" / "rollout.json"),
            "RAKUTEN_API_ROLLOUT_CHECK_SECONDS": "0", "RAKUTEN_API_BCRYPT_ROUNDS": "4",
            "RAKUTEN_API_PREDICTION_LOG": str(tmp / "logs" / "predictions.jsonl"),
-           "RAKUTEN_API_DRIFT_REPORT": str(tmp / "drift.json")}
+           "RAKUTEN_API_DRIFT_REPORT": str(tmp / "drift.json"),
+           "RAKUTEN_API_REVIEW_DATABASE": str(tmp / "review" / "queue.sqlite")}
     env.update({f"RAKUTEN_API_{key.upper()}": value for key, value in settings.items()})
     return env
 

@@ -16,7 +16,9 @@ MAX_EXAMPLES = 30
 OPERATIONS = [("GET", "/"), ("GET", "/status"), ("POST", "/token"), ("POST", "/predict"),
               ("POST", "/predict/batch"), ("GET", "/metrics"), ("POST", "/admin/reload"), ("GET", "/me"),
               ("GET", "/reports/evaluation"), ("GET", "/reports/drift"), ("GET", "/admin/rollout"),
-              ("POST", "/admin/rollout/{action}"), ("GET", "/health/ready")]
+              ("POST", "/admin/rollout/{action}"), ("GET", "/health/ready"), ("GET", "/review/items"),
+              ("GET", "/review/summary"), ("POST", "/review/items/{item_id}/decision"),
+              ("POST", "/admin/review/export")]
 
 
 @pytest.fixture(scope="module")

@@ -48,6 +48,8 @@ class DriftResult:
     n_reference: int
     features: dict[str, FeatureDrift]
     status: str = "ok"
+    # Share of the production predictions the API sent to review (None: no log line says).
+    review_share: float | None = None
 
     @property
     def drift_detected(self) -> bool:
@@ -143,11 +145,18 @@ def score_feature(name: str, reference: pd.Series, production: pd.Series, params
     return categorical_psi(reference, production, params["psi"]["threshold"])
 
 
+def review_share(production: pd.DataFrame) -> float | None:
+    """Share of the predictions answered `review`, over the log lines that carry a decision (older ones do not)."""
+    decisions = production["decision"].dropna() if "decision" in production else pd.Series(dtype=object)
+    return float((decisions == "review").mean()) if len(decisions) else None
+
+
 def detect_drift(reference: dict[str, pd.Series], production: pd.DataFrame, params: dict) -> DriftResult:
     """Score every feature; below min_samples production rows there is no verdict (status insufficient_data)."""
     n_reference = max(len(values) for values in reference.values())
     if len(production) < params["min_samples"]:
-        return DriftResult(len(production), n_reference, {}, status="insufficient_data")
+        return DriftResult(len(production), n_reference, {}, status="insufficient_data",
+                           review_share=review_share(production))
     features = {}
     for name in FEATURES:
         # A log line without the field (an older API version) is left out of that feature only.
@@ -155,7 +164,7 @@ def detect_drift(reference: dict[str, pd.Series], production: pd.DataFrame, para
         if len(values) >= params["min_samples"]:
             features[name] = score_feature(name, reference[name].dropna(), values, params)
             features[name].n_reference, features[name].n_production = len(reference[name].dropna()), len(values)
-    return DriftResult(len(production), n_reference, features)
+    return DriftResult(len(production), n_reference, features, review_share=review_share(production))
 
 
 def drift_report(result: DriftResult, generated_at: datetime | None = None) -> dict:
@@ -167,6 +176,7 @@ def drift_report(result: DriftResult, generated_at: datetime | None = None) -> d
         "n_production": result.n_production,
         "n_reference": result.n_reference,
         "drift_detected": result.drift_detected,
+        "review_share": None if result.review_share is None else round(result.review_share, 6),
         "features": {
             name: {"test": feature.test, "score": round(feature.score, 6), "threshold": round(feature.threshold, 6),
                    "drifted": feature.drifted, "n_reference": feature.n_reference,

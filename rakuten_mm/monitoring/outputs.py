@@ -33,6 +33,9 @@ def write_prometheus_textfile(report: dict, path: str | Path) -> None:
           registry=registry).set(report["n_production"])
     Gauge("rakuten_drift_report_timestamp_seconds", "When the drift report was generated (Unix time)",
           registry=registry).set(report_timestamp(report))
+    if report.get("review_share") is not None:
+        Gauge("rakuten_review_share", "Share of the compared predictions the API sent to review",
+              registry=registry).set(report["review_share"])
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     write_to_textfile(str(path), registry)
 

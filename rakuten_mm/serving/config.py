@@ -85,11 +85,19 @@ class Settings(BaseSettings):
     confusion_matrix: Path = Path("plots/evaluate/sklearn/confusion_matrix.json")
     # Products per /predict/batch request when the console classifies a file (capped by max_batch_size).
     console_batch_rows: int = Field(64, gt=0)
+    # Review queue: products answered `review` (title, description, a small JPEG copy of the photo, top-5
+    # codes, model version, time; nothing about the caller) in one SQLite file that every worker shares
+    # (blank: no queue). Products waiting for review are kept this many days, and at most this many (the
+    # oldest go first); reviewed ones stay, as the corrections the export reads.
+    review_database: Path | None = Path("review/queue.sqlite")
+    review_retention_days: float = Field(30.0, gt=0)
+    review_max_pending: int = Field(20_000, gt=0)
+    review_photo_side: int = Field(160, ge=16, le=512)
 
-    @field_validator("secret_key", "prediction_log", "metrics_token", mode="before")
+    @field_validator("secret_key", "prediction_log", "metrics_token", "review_database", mode="before")
     @classmethod
     def _blank_is_unset(cls, value):
-        """An empty RAKUTEN_API_SECRET_KEY= (PREDICTION_LOG=, METRICS_TOKEN=) line means unset."""
+        """An empty RAKUTEN_API_SECRET_KEY= (PREDICTION_LOG=, METRICS_TOKEN=, REVIEW_DATABASE=) line means unset."""
         return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("trusted_proxies", mode="before")

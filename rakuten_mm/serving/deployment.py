@@ -21,11 +21,12 @@ from PIL import Image
 
 from rakuten_mm.categories import CATEGORY_NAMES, CODES
 from rakuten_mm.features.images import ImageAspectRatioError, ImageTooLargeError, UnsupportedImageFormatError
-from rakuten_mm.jsonfiles import file_fingerprint
+from rakuten_mm.jsonfiles import file_fingerprint, read_json
 from rakuten_mm.models.predictor import ProductClassifier, UnreadableImageError
 from rakuten_mm.serving.config import IMAGE_FORMATS, Settings
 from rakuten_mm.serving.metrics import ApiMetrics
 from rakuten_mm.serving.prediction_log import PredictionLog
+from rakuten_mm.serving.review import ReviewQueue, decide
 from rakuten_mm.serving.rollout import (
     ReloadError, RolloutError, RolloutState, read_state, touch_or_create,
 )
@@ -131,6 +132,18 @@ def class_probability(code_index: int, probability: float) -> dict:
     return {"prdtypecode": code, "category": CATEGORY_NAMES[code], "probability": float(probability)}
 
 
+def review_threshold(folder: Path) -> float | None:
+    """The threshold train_fusion saved under "review" in fusion.json; None (all to review) without a valid one."""
+    block = read_json(folder / "fusion" / "fusion.json").get("review")
+    threshold = block.get("threshold") if isinstance(block, dict) else None
+    if isinstance(threshold, int | float) and not isinstance(threshold, bool) and 0.0 <= threshold <= 1.0:
+        return float(threshold)
+    if block is not None:
+        log.warning("%s: fusion.json's review threshold %r is not a number in [0, 1]: every product goes to "
+                    "review", folder, threshold)
+    return None
+
+
 def configure_tensorflow_threads(threads: int) -> None:
     """Give TensorFlow `threads` threads per pool (0: its default), before it starts its runtime."""
     # The models are small: one thread per request avoids thread hand-offs, and uvicorn workers
@@ -155,6 +168,8 @@ class LoadedModels:
     classifier: ProductClassifier
     identity: ModelsVersion
     fingerprint: tuple
+    # The top-1 fused probability from which a product is filed automatically; None: all go to review.
+    threshold: float | None = None
 
     @property
     def version(self) -> str:
@@ -175,11 +190,12 @@ def load_models(folder: Path, settings: Settings, classifier_factory: Callable[[
     # Taken before loading: a file rewritten during the load makes the next check reload again.
     fingerprint = models_fingerprint(folder)
     identity = identify_models(folder, settings.models_dir, settings.dvc_lock)
+    threshold = review_threshold(folder)
     classifier = classifier_factory(folder)
     classifier.warm_up()
-    log.info("models loaded from %s in %.1f s, version %s (from %s)", folder, time.perf_counter() - started,
-             identity.version, identity.source)
-    return LoadedModels(folder, classifier, identity, fingerprint)
+    log.info("models loaded from %s in %.1f s, version %s (from %s), review threshold %s", folder,
+             time.perf_counter() - started, identity.version, identity.source, threshold)
+    return LoadedModels(folder, classifier, identity, fingerprint, threshold)
 
 
 @dataclass(frozen=True)
@@ -208,11 +224,12 @@ class Served:
         return {variant: (m.version, m.model_outs) for variant, m in loaded.items() if m is not None}
 
 
-def describe_prediction(product: ProductInput, probabilities: np.ndarray, has_image: bool, version: str,
+def describe_prediction(product: ProductInput, probabilities: np.ndarray, has_image: bool, models: LoadedModels,
                         variant: str, include_probabilities: bool) -> dict:
-    """The API's view of one product's fused probabilities."""
+    """The API's view of one product's fused probabilities, with what to do with it."""
     # Stable sort: ties keep code order, so the top class is argmax's, as in evaluate.
     ranked = np.argsort(-probabilities, kind="stable")[:TOP_K]
+    top_probability = float(probabilities[ranked[0]])
     return {
         **class_probability(int(ranked[0]), probabilities[ranked[0]]),
         "top5": [class_probability(int(i), probabilities[i]) for i in ranked],
@@ -221,10 +238,12 @@ def describe_prediction(product: ProductInput, probabilities: np.ndarray, has_im
         "productid": product.productid,
         "imageid": product.imageid,
         "product_identifier": product.product_identifier,
-        "model_version": version,
+        "model_version": models.version,
         "probabilities": ([class_probability(i, p) for i, p in enumerate(probabilities)]
                           if include_probabilities else None),
         "variant": variant,
+        "decision": decide(top_probability, models.threshold),
+        "threshold": models.threshold,
     }
 
 
@@ -232,10 +251,12 @@ class Deployment:
     """The served models of this worker process, their reloads, and predictions routed between variants."""
 
     def __init__(self, settings: Settings, metrics: ApiMetrics, prediction_log: PredictionLog,
-                 classifier_factory: Callable[[Path], ProductClassifier] = ProductClassifier):
+                 classifier_factory: Callable[[Path], ProductClassifier] = ProductClassifier,
+                 review_queue: ReviewQueue | None = None):
         self.settings = settings
         self.metrics = metrics
         self.prediction_log = prediction_log
+        self.review_queue = review_queue or ReviewQueue(None)
         self.classifier_factory = classifier_factory
         self.reload_error: str | None = None
         self.served: Served | None = None
@@ -267,11 +288,12 @@ class Deployment:
             fused = models.classifier.predict_proba(titles, descriptions, np.stack(images), has_image)["fused"]
             seconds = time.perf_counter() - started
             for row, probabilities, image in zip(rows, fused, has_image, strict=True):
-                results[row] = describe_prediction(products[row], probabilities, image, models.version, variant,
+                results[row] = describe_prediction(products[row], probabilities, image, models, variant,
                                                    include_probabilities)
-            self.metrics.record_predictions(endpoint, models.version, [results[row]["prdtypecode"] for row in rows],
-                                            has_image, seconds)
+            self.metrics.record_predictions(endpoint, models.version, [results[row] for row in rows], has_image,
+                                            seconds)
         self.prediction_log.record(products, results)
+        self.review_queue.record(products, results)
         return results
 
     def _prepare(self, models: LoadedModels, product: ProductInput, row: int, budget: DecodeBudget,

@@ -7,6 +7,7 @@ module, e.g. for create_app in tests, needs no secret. A setting that cannot wor
 log folder that cannot be created) stops uvicorn with one line on stderr, not a traceback.
 """
 
+import sqlite3
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -31,6 +32,7 @@ from rakuten_mm.serving.deployment import Deployment, ProductImageError, configu
 from rakuten_mm.serving.metrics import ApiMetrics, Exposition, instrument_http
 from rakuten_mm.serving.middleware import DeclaredBodyLimitMiddleware, RequestLogMiddleware, configure_logging
 from rakuten_mm.serving.prediction_log import PredictionLog, PredictionLogError
+from rakuten_mm.serving.review import ReviewQueue
 from rakuten_mm.serving.routes import add_routes
 from rakuten_mm.serving.security import (
     FallbackLimiter, SecurityHeadersMiddleware, SignedInBodyMiddleware, rate_limit_exceeded,
@@ -45,7 +47,7 @@ DESCRIPTION = (
 # The routes that take an upload: an anonymous request is refused before its body is read.
 UPLOAD_PATHS = ("/predict", "/predict/batch")
 # Errors in the settings or the files they name, reported in one line at start-up.
-STARTUP_ERRORS = (MissingSecretError, PredictionLogError, ValidationError, OSError, ValueError)
+STARTUP_ERRORS = (MissingSecretError, PredictionLogError, ValidationError, OSError, ValueError, sqlite3.Error)
 
 
 async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -74,18 +76,21 @@ def body_limits(settings: Settings) -> dict[str, int]:
     return {"/predict": settings.predict_body_limit, "/predict/batch": settings.max_batch_bytes}
 
 
-def build_lifespan(settings: Settings, metrics: ApiMetrics, prediction_log: PredictionLog,
+def build_lifespan(settings: Settings, metrics: ApiMetrics, prediction_log: PredictionLog, review_queue: ReviewQueue,
                    classifier_factory: Callable) -> Callable:
-    """Load the models once per process, before the first request; write out the prediction log at shutdown."""
+    """Load the models once per process, before the first request; write out the prediction log and the
+    review queue at shutdown."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_tensorflow_threads(settings.tf_threads)
-        app.state.deployment = Deployment(settings, metrics, prediction_log, classifier_factory)
+        app.state.deployment = Deployment(settings, metrics, prediction_log, classifier_factory, review_queue)
         prediction_log.start()
+        review_queue.start()
         yield
         app.state.deployment = None
         prediction_log.close()
+        review_queue.close()
 
     return lifespan
 
@@ -111,12 +116,14 @@ def create_app(settings: Settings | None = None,
     metrics = ApiMetrics(registry)
     limiter = FallbackLimiter(settings, on_store_change=lambda down: metrics.rate_limit_store_degraded.set(down))
     prediction_log = PredictionLog(settings.prediction_log)  # its folder is created now: a bad path stops here
+    review_queue = ReviewQueue.from_settings(settings)  # its database too
     users = UserStore(settings.users_file, settings.users, settings.bcrypt_rounds)
     # /docs and /redoc are our own routes: same pages, assets served locally (routes.py).
     app = FastAPI(title="Rakuten France product type API", version="1.0.0", description=DESCRIPTION,
-                  lifespan=build_lifespan(settings, metrics, prediction_log, classifier_factory),
+                  lifespan=build_lifespan(settings, metrics, prediction_log, review_queue, classifier_factory),
                   docs_url=None, redoc_url=None)
     app.state.settings, app.state.metrics, app.state.limiter, app.state.users = settings, metrics, limiter, users
+    app.state.review_queue = review_queue
     app.state.exposition = Exposition(registry, settings.drift_report)
     app.state.deployment = None
     app.add_exception_handler(RateLimitExceeded, rate_limit_exceeded)

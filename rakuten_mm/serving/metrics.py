@@ -39,6 +39,9 @@ class ApiMetrics:
         self.predictions = Counter(
             "rakuten_predictions", "Products predicted, by predicted prdtypecode and model version",
             ["prdtypecode", "model_version"], registry=registry)
+        self.decisions = Counter(
+            "rakuten_decisions", "Products filed automatically (auto) or sent to review, by model version",
+            ["decision", "model_version"], registry=registry)
         self.without_image = Counter(
             "rakuten_predictions_without_image", "Products predicted from text alone (no image sent)",
             ["endpoint", "model_version"], registry=registry)
@@ -75,12 +78,13 @@ class ApiMetrics:
         self._info_labels = labels
         self.candidate_share.set(candidate_share)
 
-    def record_predictions(self, endpoint: str, version: str, codes: Iterable[int], has_image: Iterable[bool],
+    def record_predictions(self, endpoint: str, version: str, results: Iterable[dict], has_image: Iterable[bool],
                            seconds: float) -> None:
-        """Count one model call of this version and the products it predicted."""
+        """Count one model call of this version, the products it predicted and the decisions it made."""
         self.inference_seconds.labels(endpoint, version).observe(seconds)
-        for code, image in zip(codes, has_image, strict=True):
-            self.predictions.labels(str(code), version).inc()
+        for result, image in zip(results, has_image, strict=True):
+            self.predictions.labels(str(result["prdtypecode"]), version).inc()
+            self.decisions.labels(result["decision"], version).inc()
             if not image:
                 self.without_image.labels(endpoint, version).inc()
 
@@ -115,7 +119,8 @@ class DriftReportCollector(Collector):
         return []
 
     def collect(self) -> Iterator[Metric]:
-        """rakuten_drift_score{feature}, _threshold{feature}, _detected, _production_samples and the report's time."""
+        """rakuten_drift_score{feature}, _threshold{feature}, _detected, _production_samples, the report's time
+        and rakuten_review_share."""
         report = read_drift_report(self.path)
         if report is None:
             return
@@ -132,6 +137,9 @@ class DriftReportCollector(Collector):
         yield threshold
         yield GaugeMetricFamily("rakuten_drift_detected", "1 when the drift report found drift, else 0",
                                 value=float(bool(report.get("drift_detected"))))
+        if isinstance(report.get("review_share"), int | float):
+            yield GaugeMetricFamily("rakuten_review_share", "Share of the compared predictions sent to review",
+                                    value=float(report["review_share"]))
         if isinstance(report.get("n_production"), int | float):
             yield GaugeMetricFamily("rakuten_drift_production_samples", "Production predictions the report compared",
                                     value=float(report["n_production"]))

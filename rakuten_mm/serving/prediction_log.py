@@ -29,7 +29,7 @@ class PredictionLogError(RuntimeError):
 
 
 def prediction_entry(designation: str, description: str | None, result: dict, timestamp: str) -> dict:
-    """One log line: time, model version and variant, the input profile, predicted code and confidence."""
+    """One log line: time, model version and variant, the input profile, predicted code, confidence and decision."""
     return {
         "ts": timestamp,
         "model_version": result["model_version"],
@@ -38,39 +38,27 @@ def prediction_entry(designation: str, description: str | None, result: dict, ti
         **input_profile(designation, description, "image" in result["modalities"]),
         "prdtypecode": result["prdtypecode"],
         "confidence": result["probability"],
+        "decision": result["decision"],
     }
 
 
-class PredictionLog:
-    """Appends prediction entries to a JSON Lines file from a background thread; nothing when no path is set."""
+class PeriodicWriter:
+    """A daemon thread that calls write() every WRITE_INTERVAL_SECONDS and once more when closed (no path: none)."""
+
+    thread_name = "writer"
 
     def __init__(self, path: Path | None):
         self.path = path
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._closing = threading.Event()
-        if path is None:
-            return
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise PredictionLogError(f"cannot create the prediction log's folder {path.parent} "
-                                     f"(RAKUTEN_API_PREDICTION_LOG={path}): {error.strerror or error}") from None
 
     def start(self) -> None:
-        """Start the writer thread (the app's startup): lines are queued from now on."""
+        """Start the writer thread (the app's startup): entries are queued from now on."""
         if self.path is not None and self._writer is None:
             self._closing.clear()
-            self._writer = threading.Thread(target=self._write_until_closed, name="prediction-log", daemon=True)
+            self._writer = threading.Thread(target=self._write_until_closed, name=self.thread_name, daemon=True)
             self._writer.start()
-
-    def record(self, products: Sequence, results: Sequence[dict]) -> None:
-        """Queue one line per product (each with designation and description) for the writer thread."""
-        if self._writer is None or not products:
-            return
-        timestamp = datetime.now(UTC).isoformat(timespec="milliseconds")
-        self._queue.put([(product.designation, product.description, result, timestamp)
-                         for product, result in zip(products, results, strict=True)])
 
     def close(self) -> None:
         """Write what is queued, then stop the writer thread."""
@@ -80,12 +68,40 @@ class PredictionLog:
             self._writer = None
 
     def _write_until_closed(self) -> None:
-        """Every WRITE_INTERVAL_SECONDS, append what was queued in one write; once more when closing."""
+        """Every WRITE_INTERVAL_SECONDS, write what was queued; once more when closing."""
         while not self._closing.wait(WRITE_INTERVAL_SECONDS):
-            self._write_queued()
-        self._write_queued()
+            self.write()
+        self.write()
 
-    def _write_queued(self) -> None:
+    def write(self) -> None:
+        """Write what is queued (the subclass's own way)."""
+        raise NotImplementedError
+
+
+class PredictionLog(PeriodicWriter):
+    """Appends prediction entries to a JSON Lines file from a background thread; nothing when no path is set."""
+
+    thread_name = "prediction-log"
+
+    def __init__(self, path: Path | None):
+        super().__init__(path)
+        if path is None:
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise PredictionLogError(f"cannot create the prediction log's folder {path.parent} "
+                                     f"(RAKUTEN_API_PREDICTION_LOG={path}): {error.strerror or error}") from None
+
+    def record(self, products: Sequence, results: Sequence[dict]) -> None:
+        """Queue one line per product (each with designation and description) for the writer thread."""
+        if self._writer is None or not products:
+            return
+        timestamp = datetime.now(UTC).isoformat(timespec="milliseconds")
+        self._queue.put([(product.designation, product.description, result, timestamp)
+                         for product, result in zip(products, results, strict=True)])
+
+    def write(self) -> None:
         """Profile and append every product queued so far."""
         entries = []
         while not self._queue.empty():

@@ -125,4 +125,5 @@ def drift_summary(path: Path) -> dict:
                 for name, values in report["features"].items() if isinstance(values, dict)}
     return {"available": True, "generated_at": report.get("generated_at"), "status": report.get("status"),
             "drift_detected": bool(report.get("drift_detected")), "n_production": report.get("n_production"),
+            "review_share": share if isinstance(share := report.get("review_share"), int | float) else None,
             "features": features}

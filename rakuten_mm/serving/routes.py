@@ -1,5 +1,9 @@
 """Every route, thin: read the request, call one thing, shape the answer. Pages and static files at the end."""
 
+import io
+import tempfile
+import zipfile
+from datetime import UTC, datetime
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
@@ -15,14 +19,19 @@ from slowapi import Limiter
 from starlette import status as http_status
 from starlette.concurrency import run_in_threadpool
 
+from rakuten_mm.categories import CATEGORY_NAMES, CODES
 from rakuten_mm.serving.config import IMAGE_FORMATS, SMALL_BODY_LIMIT, Settings
 from rakuten_mm.serving.deployment import Deployment, ProductInput, Served
 from rakuten_mm.serving.inputs import batch_request_body, read_batch, read_upload
 from rakuten_mm.serving.reports import drift_summary, evaluation_report
+from rakuten_mm.serving.review import (
+    AUTO, REVIEW, UnknownItemError, export_corrections, pending_items, queue_summary, record_decision,
+)
 from rakuten_mm.serving.rollout import ACTIONS, ReloadError, RolloutError, read_state, roll_out
 from rakuten_mm.serving.schemas import (
     HAS_TEXT, MAX_DESCRIPTION_CHARS, MAX_DESIGNATION_CHARS, MAX_IDENTIFIER_CHARS, BatchResponse, CandidateStatus,
-    DriftSummary, Message, Prediction, Readiness, ReloadResult, RolloutFile, ServedEvaluation, Status, Token, UserInfo,
+    DriftSummary, Message, Prediction, Readiness, ReloadResult, ReviewDecision, ReviewDecisionRequest, ReviewItem,
+    ReviewSummary, RolloutFile, ServedEvaluation, Status, Token, UserInfo,
 )
 from rakuten_mm.serving.security import (
     AdminUser, CurrentUser, create_access_token, metrics_caller_trusted, unauthorized, user_key,
@@ -120,9 +129,10 @@ async def status(request: Request) -> Status:
     candidate = served.candidate
     return Status(
         status=RUNNING, models_loaded=True, model_version=served.current.version,
-        model_outs=served.current.model_outs,
+        model_outs=served.current.model_outs, review_threshold=served.current.threshold,
         candidate=CandidateStatus(model_version=candidate.version, model_outs=candidate.model_outs,
-                                  share=served.candidate_share) if candidate else None,
+                                  share=served.candidate_share, review_threshold=candidate.threshold)
+        if candidate else None,
         reload_error=deployment.reload_error,
     )
 
@@ -226,13 +236,16 @@ def add_batch_route(router: APIRouter, limiter: Limiter, settings: Settings) -> 
         X_test_update.csv layout (unnamed index, designation, description, productid, imageid) sent
         as text/csv or as the `file` part of a multipart form. CSV rows carry no image: they are
         predicted from their text, and their index comes back as `product_identifier`.
-        Each prediction names the `model_version` and `variant` that answered it.
+        Each prediction names the `model_version` and `variant` that answered it, and its `decision`;
+        `decisions` counts the products filed automatically and those sent to review.
         """
         products = await read_batch(request, settings)
         current_version = models.served.current.version
         results = await run_in_threadpool(models.predict, products, "batch", include_probabilities)
         predictions = [{**result, "row": row} for row, result in enumerate(answered(request, results))]
-        return {"count": len(predictions), "model_version": current_version, "predictions": predictions}
+        decisions = {kind: sum(result["decision"] == kind for result in results) for kind in (AUTO, REVIEW)}
+        return {"count": len(predictions), "decisions": decisions, "model_version": current_version,
+                "predictions": predictions}
 
 
 def predict_router(limiter: Limiter, settings: Settings) -> APIRouter:
@@ -298,6 +311,83 @@ def rollout_action(admin: AdminUser, models: LoadedModels, action: Literal["prom
         raise HTTPException(http_status.HTTP_409_CONFLICT, f"{action} refused: {error}") from error
 
 
+# --- /review: the queue of products answered `review`, and POST /admin/review/export ---
+
+REVIEW_ERRORS = {**UNAUTHORIZED, 404: {"description": "No such queue item, or the review queue is off"}}
+review_router = APIRouter(prefix="/review", tags=["review"], responses=REVIEW_ERRORS)
+
+
+def review_database(request: Request) -> Path:
+    """The queue's database; 404 when RAKUTEN_API_REVIEW_DATABASE is blank (no queue)."""
+    path = request.app.state.settings.review_database
+    if path is None:
+        raise HTTPException(http_status.HTTP_404_NOT_FOUND, "the review queue is off (RAKUTEN_API_REVIEW_DATABASE)")
+    return path
+
+
+ReviewDatabase = Annotated[Path, Depends(review_database)]
+
+
+@review_router.get("/items", response_model=list[ReviewItem], summary="Products waiting for review")
+def review_items(
+    user: CurrentUser,
+    database: ReviewDatabase,
+    prdtypecode: Annotated[int | None, Query(description="only products predicted with this code")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+    after_probability: Annotated[float | None, Query(description="next page: the last item's probability")] = None,
+    after_id: Annotated[int | None, Query(description="next page: the last item's id")] = None,
+) -> list[dict]:
+    """Least confident first (then oldest), with the photo's small copy and the top-5 codes' French names."""
+    after = (after_probability, after_id) if after_probability is not None and after_id is not None else None
+    return pending_items(database, prdtypecode, limit, after)
+
+
+@review_router.get("/summary", response_model=ReviewSummary, summary="How many products wait, per predicted code")
+def review_summary(user: CurrentUser, database: ReviewDatabase) -> dict:
+    """Products waiting for review, in all and per predicted code, and the decisions recorded so far."""
+    return queue_summary(database)
+
+
+@review_router.post("/items/{item_id}/decision", response_model=ReviewDecision, max_body_size=SMALL_BODY_LIMIT,
+                    responses={422: {"description": "Not one of the 27 codes"}}, summary="Label or skip a product")
+def review_decision(item_id: int, body: ReviewDecisionRequest, user: CurrentUser, database: ReviewDatabase) -> dict:
+    """Record who chose which code (the predicted one confirms it; null skips the product), append-only.
+
+    A product decided again keeps every decision; the latest one that is not a skip is its label.
+    """
+    try:
+        return record_decision(database, item_id, user, body.prdtypecode)
+    except UnknownItemError as error:
+        raise HTTPException(http_status.HTTP_404_NOT_FOUND, str(error)) from error
+    except ValueError as error:
+        raise HTTPException(http_status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from error
+
+
+def zipped_folder(folder: Path) -> bytes:
+    """The files of a folder as a zip archive, in memory (an export is small JPEG copies and two CSVs)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path in sorted(folder.iterdir()):
+            archive.write(path, path.name)
+    return buffer.getvalue()
+
+
+@admin_router.post("/review/export", response_class=Response, max_body_size=SMALL_BODY_LIMIT,
+                   responses={200: {"content": {"application/zip": {}}}},
+                   summary="The reviewers' labels as a challenge-layout folder (zip)")
+def review_export(admin: AdminUser, database: ReviewDatabase) -> Response:
+    """What `python -m rakuten_mm.serving.review export` writes, as a zip: X_train_update.csv,
+    Y_train_CVw08PX.csv and images_train.zip, one row per decided product with its latest label."""
+    with tempfile.TemporaryDirectory() as folder:
+        written = export_corrections(database, Path(folder))
+        content = zipped_folder(Path(folder))
+    name = f"corrections-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.zip"
+    return Response(content, media_type="application/zip",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"',
+                             "X-Exported-Rows": str(written["labelled"]),
+                             "X-Exported-Photos": str(written["images_train"])})
+
+
 # --- /reports/evaluation, /reports/drift, /metrics ---
 
 reports_router = APIRouter(prefix="/reports", tags=["status"], responses=UNAUTHORIZED)
@@ -335,13 +425,16 @@ pages_router = APIRouter(include_in_schema=False)
 
 @pages_router.get("/console", response_class=HTMLResponse)
 def console(request: Request) -> HTMLResponse:
-    """The single page of the console: sign-in, one product, a file, the service status."""
+    """The single page of the console: sign-in, one product, a file, the review queue, the service status."""
     settings = request.app.state.settings
     # The limits the console checks before sending, so that it can say what is wrong in French.
     limits = {"max_upload_bytes": settings.max_upload_bytes,
               "batch_rows": min(settings.console_batch_rows, settings.max_batch_size),
               "image_types": ",".join(f"image/{name.lower()}" for name in IMAGE_FORMATS)}
-    return TEMPLATES.TemplateResponse(request, "console.html", {"static": STATIC_URL, "limits": limits})
+    # The review page's list of the 27 codes with their French names (rendered by Jinja, escaped).
+    categories = [(code, CATEGORY_NAMES[code]) for code in CODES]
+    return TEMPLATES.TemplateResponse(request, "console.html",
+                                      {"static": STATIC_URL, "limits": limits, "categories": categories})
 
 
 def docs_page(request: Request, template: str) -> HTMLResponse:
@@ -380,7 +473,7 @@ def redoc_script() -> Response:
 def add_routes(app: FastAPI, limiter: Limiter, settings: Settings) -> None:
     """Every route of the API, then the console's and the documentation's static files under /static."""
     for router in (status_router, auth_router(limiter, settings), predict_router(limiter, settings), admin_router,
-                   reports_router, pages_router, metrics_router):
+                   review_router, reports_router, pages_router, metrics_router):
         app.include_router(router)
     # The more specific mount first: Starlette tries mounts in order.
     app.mount(DOCS_ASSETS_URL, StaticFiles(packages=[DOCS_ASSETS_PACKAGE]), name="docs-assets")

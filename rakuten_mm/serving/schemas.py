@@ -9,6 +9,9 @@ MAX_DESCRIPTION_CHARS = 100_000
 MAX_IDENTIFIER_CHARS = 256
 # A designation must hold at least one non-blank character (in the OpenAPI schema too).
 HAS_TEXT = r"\S"
+REVIEW_THRESHOLD = ("top-1 fused probability from which a product of these models is filed automatically "
+                    "(fusion.json's review block); null: every product goes to review")
+Decision = Literal["auto", "review"]
 
 
 class Message(BaseModel):
@@ -26,6 +29,7 @@ class CandidateStatus(BaseModel):
     model_version: str
     model_outs: dict[str, str]
     share: float = Field(description="share of products routed to the candidate (sticky per product)")
+    review_threshold: float | None = Field(None, description=REVIEW_THRESHOLD)
 
 
 class Status(BaseModel):
@@ -36,6 +40,7 @@ class Status(BaseModel):
     model_version: str = Field(description="version of the current model")
     model_outs: dict[str, str] = Field(
         description="md5 of each model out in dvc.lock (or of the model files when no dvc.lock describes them)")
+    review_threshold: float | None = Field(None, description=REVIEW_THRESHOLD)
     candidate: CandidateStatus | None = Field(None, description="the candidate model, during an A/B rollout")
     # A public route: a short code, never the error's text (it names files); the log has the details.
     reload_error: str | None = Field(
@@ -94,6 +99,9 @@ class Prediction(BaseModel):
     variant: Literal["current", "candidate"] = Field(description="which model of an A/B rollout answered")
     probabilities: list[ClassProbability] | None = Field(
         None, description="all 27 codes in increasing code order; only with include_probabilities=true")
+    decision: Decision = Field(description="auto: file the product with this code; review: a person should look at "
+                                           "it (its probability is below the threshold, or the model has none)")
+    threshold: float | None = Field(description="the threshold `probability` was compared with; " + REVIEW_THRESHOLD)
 
 
 class BatchPrediction(Prediction):
@@ -102,10 +110,18 @@ class BatchPrediction(Prediction):
     row: int = Field(description="0-based position of the product in the request")
 
 
+class DecisionCounts(BaseModel):
+    """How many products of a batch are filed automatically, and how many go to review."""
+
+    auto: int
+    review: int
+
+
 class BatchResponse(BaseModel):
     """One prediction per product, in the order of the request."""
 
     count: int
+    decisions: DecisionCounts
     model_version: str = Field(description="version of the current model; each prediction names its own")
     predictions: list[BatchPrediction]
 
@@ -162,6 +178,8 @@ class DriftSummary(BaseModel):
     status: str | None = None
     drift_detected: bool | None = None
     n_production: int | None = None
+    review_share: float | None = Field(None, description="share of the compared predictions sent to review "
+                                                         "(null when the log lines do not say)")
     features: dict[str, DriftFeature]
 
 
@@ -174,3 +192,66 @@ class ServedEvaluation(BaseModel):
                                              "per_class_f1: [{prdtypecode, category, f1}]}; null without a file")
     confusion_matrix: dict | None = Field(description="{labels, matrix[actual][predicted]}; null without a file")
     matches_served: bool | None = Field(description="whether dvc.lock says evaluate scored these exact model files")
+
+
+class ReviewTopCode(BaseModel):
+    """One of a queued product's five most probable codes, with its French name."""
+
+    prdtypecode: int
+    category: str
+    probability: float
+
+
+class ReviewItem(BaseModel):
+    """A product answered `review`, as kept in the queue."""
+
+    id: int
+    designation: str
+    description: str | None
+    productid: int | None
+    imageid: int | None
+    photo: str | None = Field(description="small JPEG copy of the photo as a data: URI; null without a photo")
+    prdtypecode: int = Field(description="the code the model predicted")
+    category: str
+    probability: float
+    top5: list[ReviewTopCode]
+    model_version: str
+    received_at: str
+    status: Literal["pending", "decided", "skipped"]
+
+
+class ReviewClassCount(BaseModel):
+    """Products waiting for review with one predicted code."""
+
+    prdtypecode: int
+    category: str
+    pending: int
+
+
+class ReviewSummary(BaseModel):
+    """The queue's size, per predicted code, and the number of decisions recorded."""
+
+    pending: int
+    decisions: int
+    by_class: list[ReviewClassCount]
+
+
+class ReviewDecisionRequest(BaseModel):
+    """A reviewer's decision: the right code (the predicted one confirms it), or null to skip the product."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prdtypecode: int | None = Field(description="one of the 27 codes; null: skip")
+
+
+class ReviewDecision(BaseModel):
+    """A recorded decision (append-only)."""
+
+    id: int
+    item_id: int
+    reviewer: str
+    decided_at: str
+    model_version: str
+    predicted_code: int
+    chosen_code: int | None
+    action: Literal["confirm", "correct", "skip"]

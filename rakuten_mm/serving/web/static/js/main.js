@@ -1,12 +1,13 @@
-// Entry point: sign-in, navigation between the three sections, session expiry.
+// Entry point: sign-in, navigation between the four sections, session expiry.
 
 import {api, clearToken, frenchMessage, hasToken, onSessionExpired, SessionExpired, signIn, tokenLifetimeLeft, expireSession} from "./api.js";
 import {$, showMessage} from "./dom.js";
 import {setupClassify} from "./classify.js";
 import {setupBatch} from "./batch.js";
 import {setupStatus} from "./status.js";
+import {setupReview} from "./review.js";
 
-const SECTIONS = ["classify", "batch", "status"];
+const SECTIONS = ["classify", "batch", "review", "status"];
 const EXPIRED_MESSAGE = "Votre session a expiré : reconnectez-vous pour continuer.";
 const limits = {
   maxUploadBytes: Number($("main").dataset.maxUploadBytes),
@@ -15,6 +16,7 @@ const limits = {
 let expiryTimer = null;
 let formPainted = false;
 const status = setupStatus(limits);
+const review = setupReview();
 
 function showSection(name) {
   $("sign-in").hidden = name !== "sign-in";
@@ -29,6 +31,7 @@ function showSection(name) {
     requestAnimationFrame(() => requestAnimationFrame(() => performance.mark("classify-form-painted")));
   }
   if (name === "status") status.load();
+  review.setActive(name === "review");
 }
 
 function showSignIn(message = "", kind = "info") {

@@ -22,10 +22,16 @@ function shortHash(md5) {
   return String(md5).slice(0, 12);
 }
 
+/** The served review threshold in French; without one every product goes to review. */
+function thresholdText(threshold) {
+  return threshold === null || threshold === undefined ? "aucun : tous les produits vont en revue" : percent(threshold);
+}
+
 function renderModel(status) {
   const outs = el("ul", {class: "outs"}, ...Object.entries(status.model_outs).map(([path, md5]) => el("li", {}, `${path} (${shortHash(md5)})`)));
   const rows = [
     ["Version", status.model_version],
+    ["Seuil de classement automatique", thresholdText(status.review_threshold)],
     ["Modèles chargés", status.models_loaded ? outs : "non"],
   ];
   if (status.reload_error) {
@@ -39,7 +45,7 @@ function renderRollout(status) {
   const candidate = status.candidate;
   const rows = [["Modèle actuel", status.model_version]];
   rows.push(candidate
-    ? ["Candidat", `${candidate.model_version}, ${percent(candidate.share, 0)} des produits`]
+    ? ["Candidat", `${candidate.model_version}, ${percent(candidate.share, 0)} des produits, seuil ${thresholdText(candidate.review_threshold)}`]
     : ["Candidat", "aucun : le modèle actuel sert tous les produits"]);
   if (rolloutFile) rows.push(["Modèle précédent", rolloutFile.previous || "aucun"]);
   fillFacts($("status-rollout"), rows);
@@ -57,7 +63,8 @@ function renderDrift(drift) {
   }
   const when = drift.generated_at ? new Date(drift.generated_at).toLocaleString("fr-FR") : "date inconnue";
   const verdict = drift.drift_detected ? "dérive détectée" : "pas de dérive";
-  $("drift-summary").textContent = `Dernier rapport : ${when}, ${drift.n_production ?? "?"} prédictions comparées — ${verdict}.`;
+  const share = drift.review_share === null || drift.review_share === undefined ? "" : `, ${percent(drift.review_share)} envoyées en revue`;
+  $("drift-summary").textContent = `Dernier rapport : ${when}, ${drift.n_production ?? "?"} prédictions comparées${share} — ${verdict}.`;
   table.tBodies[0].replaceChildren(...Object.entries(drift.features).map(([name, f]) => el("tr", {class: f.drifted ? "drifted" : ""},
     el("th", {scope: "row"}, FEATURE_NAMES[name] || name), el("td", {}, f.test || "—"), el("td", {class: "number"}, decimal(f.score)),
     el("td", {class: "number"}, decimal(f.threshold)), el("td", {}, f.drifted ? "Dérive" : "Stable"))));

@@ -109,9 +109,10 @@ def test_out_of_fold_fusion_never_sees_the_labels_of_the_rows_it_predicts(valida
 def test_auto_chooses_on_out_of_fold_scores_not_in_sample_ones():
     # Members whose probabilities carry no information: a stacking fitted on the same rows
     # memorises them, but out of fold it is at chance and must not be reported otherwise.
+    # Their top class is always class 0, so both are below chance and neither is left out alone.
     rng = np.random.default_rng(3)
     labels = rng.integers(0, 27, size=600)
-    probs = {name: noisy_probabilities(rng.integers(0, 27, 600), 27, 1.0, rng) for name in ("text", "baseline")}
+    probs = {name: noisy_probabilities(np.zeros(600, dtype=int), 27, 3.0, rng) for name in ("text", "baseline")}
     fusion, out_of_fold = fit_fusion({**PARAMS, "method": "stacking", "stacking_C": 100.0}, probs, labels, FOLDS)
     in_sample = fit_stacking(probs, labels, 100.0, 0)
     assert accuracy(apply_fusion(in_sample, probs), labels) > 0.2
@@ -189,3 +190,19 @@ def test_stacking_serves_scaled_logistic_regression_probabilities(present):
     np.testing.assert_allclose(fused[:, present], expected, atol=2e-4)
     # Classes the validation rows never showed are never predicted.
     assert fused[:, np.setdiff1d(np.arange(27), present)].max() < 1e-6
+
+
+def test_a_member_below_chance_is_left_out_of_the_fusion(validation):
+    probs, labels, has_image = validation
+    rng = np.random.default_rng(5)
+    # Near-uniform probabilities whose top class is always wrong: what an image CNN trained from
+    # scratch on a few photos a class gives on real products (test F1 below 1/27).
+    wrong = noisy_probabilities((labels + 1) % 27, 27, 0.3, rng)
+    wrong[~has_image] = np.nan
+    assert weighted_f1(labels[has_image], wrong[has_image].argmax(1)) < 1 / 27
+    fusion = fit({**PARAMS, "method": "weighted", "weight_objective": "log_loss"}, {**probs, "image": wrong}, labels)
+    assert fusion["selection"]["uninformative_members"] == ["image"]
+    assert "image" not in members_used(fusion) and "image" not in fusion["weights"]
+    # A member above chance stays a candidate.
+    kept = fit({**PARAMS, "method": "weighted"}, probs, labels)
+    assert kept["selection"]["uninformative_members"] == [] and "image" in kept["weights"]

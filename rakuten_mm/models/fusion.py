@@ -29,6 +29,19 @@ def full_coverage_members(probs: dict[str, np.ndarray]) -> list[str]:
     return [name for name, p in probs.items() if scored_rows(p).all()]
 
 
+def informative_members(probs: dict[str, np.ndarray], labels: np.ndarray) -> dict[str, np.ndarray]:
+    """The members whose weighted F1 on the rows they score beats a uniform guess (1 / classes)."""
+    # An image CNN trained from scratch on ~16 photos a class predicts below chance. On a few dozen
+    # validation rows a weighted fusion can still give it most of the weight by luck (F1 ties,
+    # broken by a log-loss that a flat member lowers), which flattens the fused confidence that
+    # the review threshold reads: such a fold filed nothing automatically.
+    chance = 1.0 / len(CODES)
+    kept = {name: p for name, p in probs.items() if scored_rows(p).any()
+            and weighted_f1(labels[scored_rows(p)], p[scored_rows(p)].argmax(1)) > chance}
+    # Never leave the fusion without a member that scores every row (tiny test runs).
+    return kept if full_coverage_members(kept) else probs
+
+
 def simplex_grid(n_members: int, step: float) -> np.ndarray:
     """Every weight vector on a grid of the given step whose weights are ≥ 0 and sum to 1."""
     parts = int(round(1.0 / step))
@@ -217,6 +230,8 @@ def fit_fusion(params: dict, probs: dict[str, np.ndarray], labels: np.ndarray, f
     Every comparison is out of fold. Returns the fusion and its out-of-fold probabilities (NaN
     outside the rows it was fitted on).
     """
+    informative = informative_members(probs, labels)
+    uninformative, probs = sorted(set(probs) - set(informative)), informative
     if validation is not None and not full_coverage_members(probs):
         # No member is cross-fitted (text models other than tfidf): fit and choose on validation rows.
         return validation_rows_fusion(params, probs, labels, folds, validation)
@@ -231,7 +246,8 @@ def fit_fusion(params: dict, probs: dict[str, np.ndarray], labels: np.ndarray, f
     chosen = max(cv_f1, key=cv_f1.get)
     # A tie serves the member too: the same answers for less work per request.
     winner, winner_probs = (chosen, candidates[chosen][3]) if cv_f1[chosen] > member_f1[best] else (best, probs[best])
-    selection = {"member_f1_weighted": member_f1, "best_member": best, "candidates_cv_f1_weighted": cv_f1}
+    selection = {"member_f1_weighted": member_f1, "best_member": best, "candidates_cv_f1_weighted": cv_f1,
+                 "uninformative_members": uninformative}
     if len(everywhere) < len(probs):
         later = out_of_fold_candidates(params, probs, labels, folds, list(probs), validation, best)
         later_f1 = {name: weighted_f1(labels[validation], c[3].argmax(1)) for name, c in later.items()}

@@ -68,3 +68,18 @@ def test_benchmark_tables_are_quoted_as_written(name):
     rows = [line.strip() for line in committed(f"benchmarks/results/{name}").splitlines() if line.startswith("|")]
     missing = [row for row in rows if row not in README]
     assert not missing, f"README rows differ from {name}: {missing[:3]}"
+
+
+def test_the_review_rule_quoted_is_evaluate_s():
+    metrics = json.loads(committed("metrics/evaluate/metrics.json"))
+    text = " ".join(section("The review loop").split())
+    match = re.search(r"threshold for 95% precision is \*\*([0-9.]+)\*\*; out of fold on the ([0-9,]+) validation "
+                      r"rows .*? it files ([0-9.]+)% of the products at ([0-9.]+)% precision, and on the ([0-9,]+) "
+                      r"test rows it files \*\*([0-9.]+)% at ([0-9.]+)% precision\*\*", text)
+    assert match, "the review section should quote the default run's threshold, coverage and precision"
+    threshold, _, val_coverage, val_precision, _, test_coverage, test_precision = (
+        float(group.replace(",", "")) for group in match.groups())
+    assert threshold == pytest.approx(metrics["review"]["threshold"], abs=0.0005)
+    shares = [val_coverage, val_precision, test_coverage, test_precision]
+    assert shares == pytest.approx([100 * metrics[split]["review"][name] for split in ("val", "test")
+                                    for name in ("coverage", "precision")], abs=0.05)

@@ -76,6 +76,20 @@ def models_with_review(models_dir: Path, dest: Path, threshold: float | None) ->
     return dest
 
 
+def models_without_review(models_dir: Path, dest: Path) -> Path:
+    """A copy of a models folder whose fusion.json has no review block: every product it answers goes to review.
+
+    The tiny pipeline's train_fusion writes a review block, so that its threshold files some products
+    automatically; tests of the review queue that need every product queued serve this copy.
+    """
+    shutil.copytree(models_dir, dest, dirs_exist_ok=True)
+    fusion_file = dest / "fusion" / "fusion.json"
+    fusion = json.loads(fusion_file.read_text())
+    fusion.pop("review", None)
+    fusion_file.write_text(json.dumps(fusion, indent=2))
+    return dest
+
+
 @dataclass
 class Api:
     """A running app (lifespan entered), its settings and one user's credentials."""

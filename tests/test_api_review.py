@@ -18,7 +18,9 @@ import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from api_support import add_users, models_with_review, product_jpeg, running_api, shared_classifier
+from api_support import (
+    add_users, models_with_review, models_without_review, product_jpeg, running_api, shared_classifier,
+)
 from rakuten_mm.data.importers import import_from_dir
 from rakuten_mm.data.raw_layout import image_filename, read_labelled
 from rakuten_mm.data.synthetic import DEFAULT_FILES
@@ -35,6 +37,13 @@ def fused_top_probability(models_dir, title: str) -> float:
     text, description, image, has_image = classifier.prepare_product(title, None, None)
     fused = classifier.predict_proba([text], [description], image[None], np.array([has_image]))["fused"]
     return float(fused[0].max())
+
+
+@pytest.fixture(scope="module")
+def unreviewed(tiny_pipeline, tmp_path_factory):
+    """The tiny models without the review block their train_fusion wrote: every product goes to review."""
+    repo, _ = tiny_pipeline
+    return models_without_review(repo / "models", tmp_path_factory.mktemp("unreviewed") / "models")
 
 
 @pytest.fixture(scope="module")
@@ -104,9 +113,9 @@ def test_a_product_above_the_threshold_is_filed_and_one_below_goes_to_review(tin
         assert [(item["designation"], item["productid"]) for item in items] == [(low_title, None), (low_title, 2)]
 
 
-def test_models_without_a_review_block_send_everything_to_review(tiny_pipeline, tmp_path):
+def test_models_without_a_review_block_send_everything_to_review(tiny_pipeline, tmp_path, unreviewed):
     repo, _ = tiny_pipeline
-    with running_api(repo, tmp_path) as api:
+    with running_api(repo, tmp_path, models_dir=unreviewed) as api:
         answer = predict(api, TITLES[0])
         assert (answer["decision"], answer["threshold"]) == ("review", None)
         status = api.client.get("/status").json()
@@ -115,11 +124,11 @@ def test_models_without_a_review_block_send_everything_to_review(tiny_pipeline, 
         assert {"prdtypecode", "category", "probability", "top5", "modalities", "model_version", "variant"} <= set(answer)
 
 
-def test_each_variant_of_an_ab_rollout_answers_with_its_own_threshold(tiny_pipeline, tmp_path):
+def test_each_variant_of_an_ab_rollout_answers_with_its_own_threshold(tiny_pipeline, tmp_path, unreviewed):
     repo, _ = tiny_pipeline
     candidate = models_with_review(repo / "models", tmp_path / "candidate" / "models", 0.0)
-    with running_api(repo, tmp_path / "api") as api:
-        write_state(api.settings.rollout_file, RolloutState(str(repo / "models"), str(candidate), 1.0))
+    with running_api(repo, tmp_path / "api", models_dir=unreviewed) as api:
+        write_state(api.settings.rollout_file, RolloutState(str(unreviewed), str(candidate), 1.0))
         status = api.client.get("/status").json()
         assert status["review_threshold"] is None and status["candidate"]["review_threshold"] == 0.0
         answer = predict(api, TITLES[1])
@@ -128,9 +137,9 @@ def test_each_variant_of_an_ab_rollout_answers_with_its_own_threshold(tiny_pipel
 
 # --- the queue: what is kept, its limits, who reaches it ---
 
-def test_the_queue_keeps_a_small_photo_and_the_top5_and_nothing_about_the_caller(tiny_pipeline, tmp_path):
+def test_the_queue_keeps_a_small_photo_and_the_top5_and_nothing_about_the_caller(tiny_pipeline, tmp_path, unreviewed):
     repo, _ = tiny_pipeline
-    with running_api(repo, tmp_path) as api:
+    with running_api(repo, tmp_path, models_dir=unreviewed) as api:
         photo = product_jpeg(side=500, seed=3)
         answer = api.client.post("/predict", data={"designation": "Lampe de chevet", "description": "LED <b>douce</b>",
                                                    "productid": "77", "imageid": "770",
@@ -153,9 +162,9 @@ def test_the_queue_keeps_a_small_photo_and_the_top5_and_nothing_about_the_caller
             assert caller not in stored
 
 
-def test_waiting_products_past_the_retention_are_dropped_but_reviewed_ones_stay(tiny_pipeline, tmp_path):
+def test_waiting_products_past_the_retention_are_dropped_but_reviewed_ones_stay(tiny_pipeline, tmp_path, unreviewed):
     repo, _ = tiny_pipeline
-    with running_api(repo, tmp_path, review_retention_days=2) as api:
+    with running_api(repo, tmp_path, review_retention_days=2, models_dir=unreviewed) as api:
         for productid, title in enumerate(TITLES[:3]):
             predict(api, title, productid=str(productid))
         flushed(api)
@@ -172,9 +181,9 @@ def test_waiting_products_past_the_retention_are_dropped_but_reviewed_ones_stay(
         assert tables["prdtypecode"].tolist() == [2583]
 
 
-def test_the_size_cap_keeps_the_newest_waiting_products(tiny_pipeline, tmp_path):
+def test_the_size_cap_keeps_the_newest_waiting_products(tiny_pipeline, tmp_path, unreviewed):
     repo, _ = tiny_pipeline
-    with running_api(repo, tmp_path, review_max_pending=3) as api:
+    with running_api(repo, tmp_path, review_max_pending=3, models_dir=unreviewed) as api:
         for productid, title in enumerate(TITLES):
             predict(api, title, productid=str(productid))
             flushed(api)
@@ -182,9 +191,9 @@ def test_the_size_cap_keeps_the_newest_waiting_products(tiny_pipeline, tmp_path)
         assert api.client.get("/review/summary", headers=api.auth).json()["pending"] == 3
 
 
-def test_only_signed_in_users_reach_the_queue_and_only_admins_export_or_roll_out(tiny_pipeline, tmp_path):
+def test_only_signed_in_users_reach_the_queue_and_only_admins_export_or_roll_out(tiny_pipeline, tmp_path, unreviewed):
     repo, _ = tiny_pipeline
-    with running_api(repo, tmp_path) as api:
+    with running_api(repo, tmp_path, models_dir=unreviewed) as api:
         predict(api, TITLES[0])
         flushed(api)
         item_id = queue_items(api)[0]["id"]
@@ -207,10 +216,10 @@ def test_only_signed_in_users_reach_the_queue_and_only_admins_export_or_roll_out
         assert api.client.post("/admin/review/export", headers=api.add_admin()).status_code == 200
 
 
-def test_product_text_comes_back_as_json_text_never_as_markup(tiny_pipeline, tmp_path):
+def test_product_text_comes_back_as_json_text_never_as_markup(tiny_pipeline, tmp_path, unreviewed):
     repo, _ = tiny_pipeline
     title = '<img src=x onerror="alert(1)"><script>alert(2)</script> Piscine'
-    with running_api(repo, tmp_path) as api:
+    with running_api(repo, tmp_path, models_dir=unreviewed) as api:
         predict(api, title, description="</textarea><svg onload=alert(3)>")
         flushed(api)
         response = api.client.get("/review/items", headers=api.auth)
@@ -234,9 +243,9 @@ def export_tables(api, out_dir) -> pd.DataFrame:
     return export_tables_from(out_dir)
 
 
-def test_decisions_are_append_only_the_latest_wins_and_the_export_imports(tiny_pipeline, tmp_path, capsys):
+def test_decisions_are_append_only_the_latest_wins_and_the_export_imports(tiny_pipeline, tmp_path, unreviewed, capsys):
     repo, _ = tiny_pipeline
-    with running_api(repo, tmp_path) as api:
+    with running_api(repo, tmp_path, models_dir=unreviewed) as api:
         (other, password), = add_users(api.settings.users_file, prefix="second").items()
         second = {"Authorization": f"Bearer {api.token(other, password)}"}
         photo = product_jpeg(side=400, seed=5)

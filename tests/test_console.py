@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from api_support import add_users, candidate_models, product_jpeg
+from api_support import add_users, candidate_models, models_with_review, product_jpeg
 from browser_support import chromium_binary, chromium_context, running_server, server_env
 from server_utils import missing
 from pipeline_utils import run
@@ -372,6 +372,62 @@ def test_a_zip_of_photos_goes_with_the_csv(console, products_csv):
     downloaded = download_results(page, console.tmp)
     assert downloaded["prdtypecode"].to_dict() == {int(p["product_identifier"]): p["prdtypecode"] for p in predictions}
     page.close()
+
+
+def served_threshold(base_url: str, threshold: float | None, timeout_s: float = 60) -> dict:
+    """/status once the API serves models with this review threshold (a request reloads them after a rollout change)."""
+    deadline = time.monotonic() + timeout_s
+    while (status := httpx.get(f"{base_url}/status").json())["review_threshold"] != threshold:
+        assert time.monotonic() < deadline, f"review threshold {threshold} not served within {timeout_s} s: {status}"
+        time.sleep(0.2)
+    return status
+
+
+def test_the_table_shows_each_products_decision_and_the_batch_counts(console, tiny_pipeline, products_csv):
+    repo, _ = tiny_pipeline
+    csv_path, _, table = products_csv
+    as_csv = {"content": csv_path.read_bytes(), "headers": {"Content-Type": "text/csv"}}
+    before = httpx.get(f"{console.base_url}/status").json()
+    # The tiny models' own threshold may file all 50 rows or none of them: serve the same models with a
+    # threshold in the widest gap between the middle probabilities, so that the file gets both decisions.
+    probabilities = sorted({p["probability"] for p in console.call("POST", "/predict/batch", **as_csv).json()["predictions"]})
+    assert len(probabilities) >= 4, probabilities
+    middle = range(len(probabilities) // 4, 3 * len(probabilities) // 4)
+    low, high = max(((probabilities[i], probabilities[i + 1]) for i in middle), key=lambda pair: pair[1] - pair[0])
+    threshold = (low + high) / 2
+    reviewed = models_with_review(repo / "models", console.tmp / "reviewed" / "models", threshold)
+    rollout_file = Path(console.env["RAKUTEN_API_ROLLOUT_FILE"])
+    write_state(rollout_file, RolloutState(str(reviewed)))
+    try:
+        served_threshold(console.base_url, threshold)
+        answer = console.call("POST", "/predict/batch", **as_csv).json()
+        counts = answer["decisions"]
+        assert counts["auto"] > 0 and counts["review"] > 0, counts
+        labels = {"auto": "Classé automatiquement", "review": "À revoir"}
+        expected = {p["product_identifier"]: labels[p["decision"]] for p in answer["predictions"]}
+        assert list(expected) == [str(index) for index in table.index]
+
+        page = console.signed_in()
+        run_batch(page, csv_path)  # 4 requests of at most 16 products: the counts add up over them
+        expect(page.locator("#batch-decisions")).to_have_text(
+            f"Décisions : {counts['auto']} classé(s) automatiquement, {counts['review']} à revoir.")
+        headers = page.locator("#batch-table thead th").all_text_contents()
+        assert "Décision" in headers, headers
+        index_column, decision_column = headers.index("Index"), headers.index("Décision")
+        shown = {}
+        for number in range(1, 4):  # 20 + 20 + 10 rows
+            expect(page.locator("#batch-page")).to_have_text(f"Page {number} sur 3")
+            cells = page.locator("#batch-table tbody tr").evaluate_all(
+                "(rows, [i, d]) => rows.map((row) => [row.cells[i].textContent, row.cells[d].textContent])",
+                [index_column, decision_column])
+            shown.update(dict(cells))
+            if number < 3:
+                page.get_by_role("button", name="Page suivante").click()
+        assert shown == expected
+        page.close()
+    finally:
+        write_state(rollout_file, RolloutState(str(repo / "models")))
+        assert served_threshold(console.base_url, before["review_threshold"])["model_version"] == before["model_version"]
 
 
 # --- the session ---

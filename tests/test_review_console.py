@@ -1,6 +1,7 @@
 """The console's review page in a real headless Chromium against a real uvicorn API: a queue worked by keyboard only.
 
-The tiny pipeline's models have no review block, so every product predicted goes to the queue. The test
+The API serves a copy of the tiny pipeline's models without the review block their train_fusion wrote,
+so every product predicted goes to the queue. The test
 checks the decisions the database recorded and the admin export read back through the real importer.
 The page's screenshot also goes to RAKUTEN_CONSOLE_SCREENSHOTS when set (docs/screenshots/review.png).
 """
@@ -15,7 +16,7 @@ import zipfile
 import httpx
 import pytest
 
-from api_support import add_users, product_jpeg
+from api_support import add_users, models_without_review, product_jpeg
 from browser_support import chromium_binary, chromium_context, running_server, server_env
 from rakuten_mm.categories import CODES
 from rakuten_mm.data.importers import import_from_dir
@@ -64,8 +65,9 @@ def review_server(tiny_pipeline, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("review-console")
     reviewer = next(iter(add_users(tmp / "users.json", prefix="reviewer").items()))
     admin = next(iter(add_users(tmp / "users.json", prefix="admin", admin=True).items()))
-    env = server_env(repo, tmp, predict_rate_limit="1000/minute", batch_rate_limit="1000/minute",
-                     token_rate_limit="1000/minute")
+    models = models_without_review(repo / "models", tmp / "unreviewed" / "models")
+    env = server_env(repo, tmp, models_dir=str(models), predict_rate_limit="1000/minute",
+                     batch_rate_limit="1000/minute", token_rate_limit="1000/minute")
     with running_server(env, tmp) as base_url:
         products = [{**product, "productid": 500 + i} for i, product in enumerate(PRODUCTS)]
         for product in products[:2]:

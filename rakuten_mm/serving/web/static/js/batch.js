@@ -8,7 +8,9 @@ import {readEntry, readZipIndex, ZipError} from "./zip.js";
 
 const PAGE_SIZE = 20;
 const MAX_RATE_LIMIT_WAITS = 20;
-const state = {results: [], page: 0};
+// The API's decision for each product: filed with the predicted code, or sent to the review queue.
+const DECISIONS = {auto: "Classé automatiquement", review: "À revoir"};
+const state = {results: [], decisions: {auto: 0, review: 0}, page: 0};
 
 function imageName(product) {
   return `image_${product.imageid}_product_${product.productid}.jpg`;
@@ -62,8 +64,10 @@ function setProgress(done, total, note = "") {
   $("batch-progress-text").textContent = `${done} / ${total} produits classés${note ? ` — ${note}` : ""}`;
 }
 
+/** Every product's prediction, in order, and the decisions the API counted over all the chunks. */
 async function classifyAll(products, photos, limits) {
   const results = [];
+  const decisions = {auto: 0, review: 0};
   for (let start = 0; start < products.length; start += limits.batchRows) {
     const chunk = products.slice(start, start + limits.batchRows);
     const items = await chunkItems(chunk, photos);
@@ -78,9 +82,10 @@ async function classifyAll(products, photos, limits) {
     answer.predictions.forEach((prediction, i) => results.push({
       ...prediction, index: chunk[i].index, designation: chunk[i].designation, photoSent: Boolean(items[i].image_base64),
     }));
+    for (const kind of Object.keys(decisions)) decisions[kind] += answer.decisions[kind];
     setProgress(results.length, products.length);
   }
-  return results;
+  return {results, decisions};
 }
 
 function visibleRows() {
@@ -94,6 +99,10 @@ function photoCell(result) {
   return result.photoSent ? "non (photo refusée, texte seul)" : "non";
 }
 
+function decisionCell(result) {
+  return DECISIONS[result.decision] || result.decision;
+}
+
 function renderTable() {
   const rows = visibleRows();
   const pages = Math.max(1, Math.ceil(rows.length / PAGE_SIZE));
@@ -102,7 +111,7 @@ function renderTable() {
   $("batch-table").tBodies[0].replaceChildren(...shown.map((r) => el("tr", {},
     el("td", {}, r.index), el("td", {class: "product-title"}, r.designation), el("td", {}, String(r.prdtypecode)),
     el("td", {}, r.category), el("td", {class: "number"}, percent(r.probability)),
-    el("td", {}, photoCell(r)))));
+    el("td", {}, decisionCell(r)), el("td", {}, photoCell(r)))));
   $("batch-caption").textContent = `${rows.length} produit(s) affiché(s) sur ${state.results.length}`;
   $("batch-page").textContent = `Page ${state.page + 1} sur ${pages}`;
   $("batch-prev").disabled = state.page === 0;
@@ -143,10 +152,11 @@ async function run(event, limits) {
     const photos = zipFile ? await readZipIndex(zipFile) : null;
     $("batch-progress-box").hidden = false;
     setProgress(0, products.length);
-    state.results = await classifyAll(products, photos, limits);
+    Object.assign(state, await classifyAll(products, photos, limits));
     state.page = 0;
     const withPhoto = state.results.filter((r) => r.modalities.includes("image")).length;
     $("batch-summary").textContent = `${state.results.length} produits classés, dont ${withPhoto} avec photo.`;
+    $("batch-decisions").textContent = `Décisions : ${state.decisions.auto} classé(s) automatiquement, ${state.decisions.review} à revoir.`;
     $("batch-results").hidden = false;
     renderTable();
     showMessage($("batch-message"), "Classification terminée.", "success");

@@ -22,7 +22,9 @@ RECORD = os.environ.get("RECORD_API_ANSWERS") == "1"
 # Keys whose values depend on the trained models or the clock: compared by type only.
 VOLATILE_KEYS = {"model_version", "current", "candidate", "served_version", "served_candidate_version",
                  "access_token", "probability", "prdtypecode", "category", "updated_at", "previous",
-                 "model_outs", "metrics", "confusion_matrix", "matches_served"}
+                 "model_outs", "metrics", "confusion_matrix", "matches_served",
+                 # The review rule follows the trained models too: their threshold, so each decision.
+                 "threshold", "review_threshold", "decision", "decisions"}
 HEADERS_KEPT = ("content-type", "www-authenticate", "retry-after", "content-security-policy",
                 "x-content-type-options", "x-frame-options", "referrer-policy")
 TITLE = "Piscine tubulaire ronde 3,05 m avec pompe de filtration"

@@ -25,8 +25,16 @@ def test_fusion_json_holds_the_review_rule_chosen_on_out_of_fold_rows(tiny_pipel
     oof = np.load(repo / "data/probs/fusion/oof.npz")
     split = pd.read_csv(repo / "data/processed/split.csv", index_col="row")
     labels = pd.read_csv(repo / "data/interim/labelled.csv", index_col="index")["label"].to_numpy()
-    # The rows it was chosen on are the validation rows, with their labels.
-    assert sorted(oof["rows"]) == sorted(split.index[split["split"] == "val"])
+    # The rows it was chosen on are the train + validation rows on which every served member is out
+    # of fold (all of them when the served members are cross-fitted, the validation rows otherwise).
+    fusion = json.loads((repo / "models/fusion/fusion.json").read_text())
+    served = [fusion["member"]] if fusion["method"] == "member" else fusion["members"]
+    fitting = split.index[split["split"] != "test"].to_numpy()
+    out_of_fold = np.ones(len(fitting), dtype=bool)
+    for member in served:
+        out_of_fold &= ~np.isnan(np.load(repo / f"data/probs/{member}/oof.npy")).any(axis=1)
+    assert sorted(oof["rows"]) == sorted(fitting[out_of_fold])
+    assert set(split.index[split["split"] == "val"]) <= set(oof["rows"])
     assert (oof["labels"] == labels[oof["rows"]]).all()
     assert oof["probabilities"].shape == (len(oof["rows"]), len(CODES))
     # Recomputed here from the saved probabilities: what the rule files and how often it is right.

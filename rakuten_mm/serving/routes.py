@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import Path as PathParameter
 from fastapi.responses import HTMLResponse, Response
 from fastapi.security import OAuth2PasswordRequestForm
 from fastapi.staticfiles import StaticFiles
@@ -326,16 +327,20 @@ def review_database(request: Request) -> Path:
 
 
 ReviewDatabase = Annotated[Path, Depends(review_database)]
+# Queue ids and codes are SQLite INTEGERs: a larger number is refused with 422, not an overflow and a 500.
+SQLITE_INTEGER_MAX = 2**63 - 1
 
 
 @review_router.get("/items", response_model=list[ReviewItem], summary="Products waiting for review")
 def review_items(
     user: CurrentUser,
     database: ReviewDatabase,
-    prdtypecode: Annotated[int | None, Query(description="only products predicted with this code")] = None,
+    prdtypecode: Annotated[int | None, Query(ge=0, le=SQLITE_INTEGER_MAX,
+                                             description="only products predicted with this code")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
     after_probability: Annotated[float | None, Query(description="next page: the last item's probability")] = None,
-    after_id: Annotated[int | None, Query(description="next page: the last item's id")] = None,
+    after_id: Annotated[int | None, Query(ge=0, le=SQLITE_INTEGER_MAX,
+                                          description="next page: the last item's id")] = None,
 ) -> list[dict]:
     """Least confident first (then oldest), with the photo's small copy and the top-5 codes' French names."""
     after = (after_probability, after_id) if after_probability is not None and after_id is not None else None
@@ -350,7 +355,8 @@ def review_summary(user: CurrentUser, database: ReviewDatabase) -> dict:
 
 @review_router.post("/items/{item_id}/decision", response_model=ReviewDecision, max_body_size=SMALL_BODY_LIMIT,
                     responses={422: {"description": "Not one of the 27 codes"}}, summary="Label or skip a product")
-def review_decision(item_id: int, body: ReviewDecisionRequest, user: CurrentUser, database: ReviewDatabase) -> dict:
+def review_decision(item_id: Annotated[int, PathParameter(ge=0, le=SQLITE_INTEGER_MAX)], body: ReviewDecisionRequest,
+                    user: CurrentUser, database: ReviewDatabase) -> dict:
     """Record who chose which code (the predicted one confirms it; null skips the product), append-only.
 
     A product decided again keeps every decision; the latest one that is not a skip is its label.

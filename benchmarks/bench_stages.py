@@ -74,7 +74,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
-    info = machine()
+    # Read before the runs: they rewrite dvc.lock and metrics/, which would mark the checkout dirty.
+    info, measured_commit = machine(), commit()
     stages = pipeline_stages()
     samples = {stage: [] for stage in stages}
     for _ in range(args.repeats):
@@ -82,7 +83,7 @@ def main() -> None:
             samples[stage].append(time_stage(stage))
             print(f"{stage}: {samples[stage][-1]:.1f} s", flush=True)
     medians = {stage: sorted(times)[len(times) // 2] for stage, times in samples.items()}
-    results = {"commit": commit(), "machine": info, "repeats": args.repeats, "stages": medians,
+    results = {"commit": measured_commit, "machine": info, "repeats": args.repeats, "stages": medians,
                "total_seconds": sum(medians.values())}
     write_results(results, args.out)
     print(args.out.with_suffix(".md").read_text(encoding="utf-8"))

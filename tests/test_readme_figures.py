@@ -83,3 +83,14 @@ def test_the_review_rule_quoted_is_evaluate_s():
     shares = [val_coverage, val_precision, test_coverage, test_precision]
     assert shares == pytest.approx([100 * metrics[split]["review"][name] for split in ("val", "test")
                                     for name in ("coverage", "precision")], abs=0.05)
+
+
+def test_the_stage_commands_the_readme_shows_are_dvc_yaml_s():
+    # The "Cheap sweeps" dry-run output went stale once already (old arguments, a stage missing).
+    import yaml
+
+    commands = {" ".join(stage["cmd"].split()) for stage in
+                yaml.safe_load(committed("dvc.yaml"))["stages"].values()}
+    shown = [line[2:].strip() for line in README.splitlines() if line.startswith("> python -m stages.")]
+    assert shown
+    assert [line for line in shown if line not in commands] == []

@@ -51,8 +51,8 @@ def tfidf_training(p: dict, labels: dict, rows: dict, args) -> dict:
         raise SystemExit("train_text.model=tfidf reads the tfidf stage's rows: pass --tfidf (see dvc.yaml)")
     features = load_features(Path(args.tfidf) / "labelled.npz")
     batch_size = training_batch_size(len(labels["train"]), p)
-    batches = {name: sparse_batches(features[rows[name]], labels[name], batch_size,
-                                    shuffle_seed=p["seed"] if name == "train" else None) for name in SPLITS}
+    batches = {name: sparse_batches(features, labels[name], batch_size, shuffle_seed=p["seed"] if name == "train"
+                                    else None, rows=rows[name]) for name in SPLITS}
     head = build_tfidf_head(features.shape[1], p, N_CLASSES)
     return {"fitted": head, "featurizer": None, "batches": batches, "params": p, "batch_size": batch_size,
             "cached_features": True, "features": features}
@@ -124,8 +124,8 @@ def out_of_fold_and_served(parts: dict, p: dict, history, table: pd.DataFrame, s
         log.info("early stopping chose %d epochs: cross-fitting and refitting with them", epochs)
         head, out_of_fold = cross_fit_and_refit(parts["features"], table["label"].to_numpy(np.int32), split, p,
                                                 epochs, parts["batch_size"], parts["fitted"])
-        return head, out_of_fold, predict_tfidf_head(head, parts["features"][rows_of(split, "test")],
-                                                     parts["batch_size"])
+        return head, out_of_fold, predict_tfidf_head(head, parts["features"], parts["batch_size"],
+                                                     rows=rows_of(split, "test"))
     model = served_model(parts)
     validation = split_probabilities(parts, model, texts["val"], "val")
     return (model, held_out_only(validation, validation_mask(split), N_CLASSES),

@@ -2,11 +2,13 @@
 
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 from scipy import sparse
 
 from rakuten_mm.models.crossfit import cross_fit, fitting_folds, fitting_rows, held_out_only, validation_mask
 from rakuten_mm.models.determinism import set_determinism
 from rakuten_mm.models.tfidf_head import cross_fit_and_refit, predict_tfidf_head, tfidf_out_of_fold
+from rakuten_mm.models.training import sparse_batches
 
 HEAD = {"seed": 0, "dropout": 0.1, "hidden_units": 16, "learning_rate": 0.01, "class_weights": "none"}
 
@@ -78,3 +80,19 @@ def test_only_a_refitted_head_learns_a_class_seen_in_validation_alone():
                                             train_only=None)
     assert out_of_fold.shape == (80, 27)
     assert (predict_tfidf_head(head, features[60:80], 16).argmax(1) == 26).mean() > 0.5
+
+
+def test_batches_of_row_positions_are_the_batches_of_those_rows_sliced_out():
+    # Folds batch positions into one shared matrix instead of a sliced copy (tf.data keeps the
+    # generator, and what it holds, for the life of the process): the batches must be the same.
+    matrix = sparse.random(60, 40, density=0.2, format="csr", dtype=np.float32, random_state=3)
+    rows = np.random.default_rng(4).permutation(60)[:37]
+    labels = np.arange(37, dtype=np.int32)
+    sliced = sparse_batches(matrix[rows], labels, 8, shuffle_seed=5)
+    positions = sparse_batches(matrix, labels, 8, shuffle_seed=5, rows=rows)
+    for _ in range(2):  # two epochs: each reshuffles the same way
+        pairs = list(zip(sliced, positions, strict=True))
+        assert len(pairs) == 5
+        for (a, a_labels), (b, b_labels) in pairs:
+            assert np.array_equal(tf.sparse.to_dense(a).numpy(), tf.sparse.to_dense(b).numpy())
+            assert np.array_equal(a_labels.numpy(), b_labels.numpy())

@@ -9,6 +9,7 @@ import pytest
 import yaml
 from sklearn.metrics import f1_score
 
+from benchmarks.bench_fresh_clone import TIMED_OUTS, out_hashes
 from pipeline_utils import copy_checkout, run
 from rakuten_mm.categories import CODES
 from rakuten_mm.models.fusion import apply_fusion
@@ -95,15 +96,9 @@ def set_params(repo, **sections) -> None:
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-# Outs whose content holds timings (latency, training samples/s): they differ from run to run.
-TIMED_OUTS = {"metrics/latency.json", "metrics/train_text", "metrics/train_image", "plots/train_text",
-              "plots/train_image"}
-
-
-def out_hashes(repo) -> dict[str, str]:
-    """md5 of every out of every stage in dvc.lock."""
-    lock = yaml.safe_load((repo / "dvc.lock").read_text())
-    return {out["path"]: out["md5"] for stage in lock["stages"].values() for out in stage.get("outs", [])}
+def lock_hashes(repo) -> dict[str, str]:
+    """md5 of every out of every stage in the checkout's dvc.lock."""
+    return out_hashes((repo / "dvc.lock").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -115,10 +110,10 @@ def own_pipeline(tiny_pipeline, tmp_path_factory):
 # In file order (xdist gives a whole file to one worker): the forced rerun, then two params changes.
 def test_a_forced_rerun_rewrites_every_out_byte_identically(own_pipeline):
     repo = own_pipeline
-    before = out_hashes(repo)
+    before = lock_hashes(repo)
     result = run(["dvc", "repro", "--force"], repo, timeout=900)
     assert ran_stages(result.stdout) == STAGES
-    after = out_hashes(repo)
+    after = lock_hashes(repo)
     assert set(before) == set(after) and TIMED_OUTS <= set(before)
     changed = sorted(path for path in before if before[path] != after[path] and path not in TIMED_OUTS)
     assert not changed, f"not reproducible: {changed}"

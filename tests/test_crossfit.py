@@ -7,7 +7,7 @@ from scipy import sparse
 
 from rakuten_mm.models.crossfit import cross_fit, fitting_folds, fitting_rows, held_out_only, validation_mask
 from rakuten_mm.models.determinism import set_determinism
-from rakuten_mm.models.tfidf_head import cross_fit_and_refit, predict_tfidf_head, tfidf_out_of_fold
+from rakuten_mm.models.tfidf_head import RestartableHead, cross_fit_and_refit, predict_tfidf_head, tfidf_out_of_fold
 from rakuten_mm.models.training import sparse_batches
 
 HEAD = {"seed": 0, "dropout": 0.1, "hidden_units": 16, "learning_rate": 0.01, "class_weights": "none"}
@@ -96,3 +96,16 @@ def test_batches_of_row_positions_are_the_batches_of_those_rows_sliced_out():
         for (a, a_labels), (b, b_labels) in pairs:
             assert np.array_equal(tf.sparse.to_dense(a).numpy(), tf.sparse.to_dense(b).numpy())
             assert np.array_equal(a_labels.numpy(), b_labels.numpy())
+
+
+def test_a_restarted_head_fits_as_a_new_head_built_from_the_same_seed():
+    features, labels = clustered_rows(120, seed=2)
+    shuffled = np.random.default_rng(3).permutation(labels)
+    set_determinism(0)
+    reused = RestartableHead(features.shape[1], HEAD)
+    reused.fit(features, shuffled, epochs=4, batch_size=16)  # moves weights, seeds and Adam's moments
+    after_restart = predict_tfidf_head(reused.fit(features, labels, epochs=2, batch_size=16), features, 16)
+    set_determinism(0)
+    new = RestartableHead(features.shape[1], HEAD)
+    from_new = predict_tfidf_head(new.fit(features, labels, epochs=2, batch_size=16), features, 16)
+    np.testing.assert_allclose(after_restart, from_new, rtol=1e-4, atol=1e-6)

@@ -26,7 +26,7 @@ TEXTS = ["piscine ronde", "piscine tubulaire", "livre poche", "livre relié", "j
 LABELS = np.array([0, 0, 1, 1, 2, 2] * 4)
 TFIDF = {"word_ngrams": [1, 1], "char_ngrams": [3, 4], "min_df": 1, "word_max_features": 1000,
          "char_max_features": 1000, "sublinear_tf": True}
-PARAMS = {"C": 1.0, "calibration_folds": 3, "seed": 0}
+PARAMS = {"C": 1.0, "calibration_folds": 3, "seed": 0, "workers": 2}
 FEATURIZER, FEATURES = TfidfFeaturizer.fit_transform(TEXTS, np.arange(len(TEXTS)), TFIDF)
 
 
@@ -126,6 +126,16 @@ def test_the_out_of_fold_temperature_lowers_the_log_loss_of_rows_it_never_saw():
     svm = served_baseline({**PARAMS, "refit": True}, features, labels, np.arange(0), np.arange(1200), temperature)
     scores = all_class_scores(svm.svm_, fresh, 27)
     assert held_out_log_loss(scores, fresh_labels, temperature) < held_out_log_loss(scores, fresh_labels, 1.0) - 0.3
+
+
+def test_folds_fitted_in_worker_processes_give_each_row_its_own_folds_scores():
+    features, labels = separable_rows(600, seed=3)
+    folds = np.arange(600) % 5
+    side_by_side = out_of_fold_scores(PARAMS, features, labels, folds, 27)
+    one_by_one = out_of_fold_scores({**PARAMS, "workers": 1}, features, labels, folds, 27)
+    np.testing.assert_array_equal(side_by_side, one_by_one)
+    fold_one = LinearSVC(C=PARAMS["C"], random_state=PARAMS["seed"]).fit(features[folds != 1], labels[folds != 1])
+    np.testing.assert_allclose(side_by_side[folds == 1], fold_one.decision_function(features[folds == 1]), rtol=1e-6)
 
 
 @pytest.mark.parametrize("refit", [True, False])

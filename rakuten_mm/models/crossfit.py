@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 from tqdm import tqdm
 
 
@@ -31,12 +32,21 @@ def validation_mask(split: pd.DataFrame) -> np.ndarray:
 
 
 def cross_fit(fit_predict: Callable[[np.ndarray, np.ndarray], np.ndarray], folds: np.ndarray, n_classes: int,
-              name: str) -> np.ndarray:
-    """Out-of-fold probabilities: fit_predict(fit positions, held-out positions) once per fold."""
+              name: str, workers: int = 1) -> np.ndarray:
+    """Out-of-fold probabilities: fit_predict(fit positions, held-out positions) once per fold.
+
+    workers > 1 fits folds side by side in worker processes (fit_predict and what it holds are
+    pickled): for CPU-bound fits such as liblinear's, not for a Keras model reused across folds.
+    """
     out_of_fold = np.full((len(folds), n_classes), np.nan, dtype=np.float32)
-    for fold in tqdm(np.unique(folds), desc=f"{name} cross-fitting", unit="fold"):
-        held = folds == fold
-        out_of_fold[held] = fit_predict(np.flatnonzero(~held), np.flatnonzero(held))
+    held_out = [folds == fold for fold in np.unique(folds)]
+    # Processes, not threads: liblinear releases the GIL but draws from one random generator per
+    # process, so threads interleave its draws and two runs differ in the last bits.
+    fitted = Parallel(n_jobs=max(workers, 1), return_as="generator")(
+        delayed(fit_predict)(np.flatnonzero(~held), np.flatnonzero(held)) for held in held_out)
+    for held, probabilities in zip(held_out, tqdm(fitted, total=len(held_out), desc=f"{name} cross-fitting",
+                                                  unit="fold")):
+        out_of_fold[held] = probabilities
     return out_of_fold
 
 

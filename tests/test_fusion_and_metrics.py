@@ -8,7 +8,8 @@ from sklearn.preprocessing import StandardScaler
 from rakuten_mm.categories import CODES
 from rakuten_mm.evaluation.metrics import classification_scores, per_class_f1, weighted_f1
 from rakuten_mm.models.fusion import (
-    apply_fusion, cross_validated_probabilities, fit_fusion, fit_stacking, members_used, stacking_features,
+    apply_fusion, cross_validated_probabilities, fit_fusion, fit_stacking, members_used, significant_winner,
+    stacking_features,
 )
 
 
@@ -32,7 +33,7 @@ def validation():
     return probs, labels, has_image
 
 
-PARAMS = {"weight_grid_step": 0.1, "weight_objective": "f1", "stacking_C": 1.0, "seed": 0}
+PARAMS = {"weight_grid_step": 0.1, "weight_objective": "f1", "stacking_C": 1.0, "seed": 0, "selection_margin": 2.0}
 FOLDS = np.arange(600) % 5
 
 
@@ -206,3 +207,21 @@ def test_a_member_below_chance_is_left_out_of_the_fusion(validation):
     # A member above chance stays a candidate.
     kept = fit({**PARAMS, "method": "weighted"}, probs, labels)
     assert kept["selection"]["uninformative_members"] == [] and "image" in kept["weights"]
+
+
+def one_hot_answers(labels: np.ndarray, correct: np.ndarray) -> np.ndarray:
+    """Probabilities that put everything on the true class where correct, on the next class elsewhere."""
+    answers = np.where(correct, labels, (labels + 1) % 27)
+    return np.eye(27, dtype=np.float32)[answers]
+
+
+@pytest.mark.parametrize("net_gain, margin, expected", [(4, 2.0, "incumbent"), (4, 0.0, "challenger"),
+                                                        (60, 2.0, "challenger")])
+def test_a_challenger_replaces_the_incumbent_only_on_a_gain_larger_than_the_margin(net_gain, margin, expected):
+    labels = np.arange(400) % 27
+    incumbent = np.arange(400) < 300  # right on rows 0-299
+    challenger = incumbent.copy()
+    challenger[:36] = False  # wrong on 36 rows the incumbent gets right...
+    challenger[300:336 + net_gain] = True  # ...right on 36 + net_gain rows it gets wrong
+    scored = {"incumbent": one_hot_answers(labels, incumbent), "challenger": one_hot_answers(labels, challenger)}
+    assert significant_winner("incumbent", scored, labels, margin) == expected

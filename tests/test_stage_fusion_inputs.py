@@ -31,7 +31,8 @@ def test_fusion_sees_train_and_validation_rows_never_test_labels(tmp_path):
     probs, fit_labels = out_of_fold_inputs(tmp_path, tmp_path, MEMBERS, table)
     np.testing.assert_array_equal(fitting_rows(table), np.flatnonzero(split != "test"))
     np.testing.assert_array_equal(fit_labels, labels[split != "test"])
-    params = {"method": "auto", "stacking_C": 1.0, "seed": 0, "weight_grid_step": 0.1, "weight_objective": "f1"}
+    params = {"method": "auto", "stacking_C": 1.0, "seed": 0, "weight_grid_step": 0.1, "weight_objective": "f1",
+              "selection_margin": 2.0}
     fitted, _ = fit_fusion(params, probs, fit_labels, fitting_folds(table))
 
     # Scramble every test label: the fitted fusion must not move.

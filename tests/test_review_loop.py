@@ -11,6 +11,7 @@ import yaml
 from pipeline_utils import copy_checkout, run
 from rakuten_mm.categories import CODES
 from rakuten_mm.data.raw_layout import image_filename, write_labelled_folder
+from rakuten_mm.models.fusion import members_used
 
 pytestmark = pytest.mark.slow
 N_RELABELLED, N_ADDED = 30, 6
@@ -28,7 +29,7 @@ def test_fusion_json_holds_the_review_rule_chosen_on_out_of_fold_rows(tiny_pipel
     # The rows it was chosen on are the train + validation rows on which every served member is out
     # of fold (all of them when the served members are cross-fitted, the validation rows otherwise).
     fusion = json.loads((repo / "models/fusion/fusion.json").read_text())
-    served = [fusion["member"]] if fusion["method"] == "member" else fusion["members"]
+    served = members_used(fusion)
     fitting = split.index[split["split"] != "test"].to_numpy()
     out_of_fold = np.ones(len(fitting), dtype=bool)
     for member in served:

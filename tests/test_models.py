@@ -21,7 +21,8 @@ from rakuten_mm.models.text import (
     adapt_vectorizer, assemble_text_model, build_featurizer, build_sequence_head, build_tfidf_head, text_tensor,
 )
 from rakuten_mm.models.training import (
-    ValidationF1, array_batches, class_weights, learning_rate_schedule, write_features,
+    FusedAdam, ValidationF1, array_batches, class_weights, compile_classifier, learning_rate_schedule,
+    write_features,
 )
 
 TEXT_PARAMS = dict(max_tokens=200, sequence_length=12, embedding_dim=8, filters=8,
@@ -51,6 +52,48 @@ def test_sequence_text_models_learn_a_trivial_task_and_reload_identically(kind, 
     save_keras_model(model, tmp_path / "m.keras")
     np.testing.assert_allclose(np.asarray(keras.models.load_model(tmp_path / "m.keras")(probe)), probs, atol=1e-6)
 
+
+
+def small_classifier(n_features: int, n_classes: int) -> keras.Model:
+    """A seeded two-layer dense classifier."""
+    set_determinism(0)
+    return keras.Sequential([keras.Input((n_features,)), keras.layers.Dense(8, activation="relu"),
+                             keras.layers.Dense(n_classes, activation="softmax")])
+
+
+def adam_trained_weights(optimizer: keras.optimizers.Optimizer) -> list[np.ndarray]:
+    """The weights of a small seeded classifier after twenty steps of the given optimizer."""
+    rng = np.random.default_rng(0)
+    features, labels = rng.random((64, 30)).astype("float32"), rng.integers(0, 3, 64)
+    model = small_classifier(30, 3)
+    model.compile(optimizer, "sparse_categorical_crossentropy")
+    model.fit(features, labels, batch_size=16, epochs=5, shuffle=False, verbose=0)
+    return model.get_weights()
+
+
+def test_fused_adam_takes_the_steps_keras_adam_takes():
+    fused = adam_trained_weights(FusedAdam(0.01))
+    reference = adam_trained_weights(keras.optimizers.Adam(0.01))
+    initial = small_classifier(30, 3).get_weights()
+    assert any(not np.allclose(a, b) for a, b in zip(reference, initial))  # the steps moved the weights
+    for mine, theirs in zip(fused, reference):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-4, atol=1e-6)
+
+
+def test_the_saved_model_holds_no_optimizer_state_and_training_goes_on_after_saving(tmp_path):
+    features, labels = np.eye(4, dtype="float32"), np.arange(4) % 2
+    model = small_classifier(4, 2)
+    compile_classifier(model, {"learning_rate": 0.01})
+    model.fit(features, labels, epochs=1, verbose=0)
+    save_keras_model(model, tmp_path / "m.keras")
+    with zipfile.ZipFile(tmp_path / "m.keras") as archive:
+        weights = archive.read("model.weights.h5")
+    assert b"optimizer" not in weights and b"vars" in weights
+    assert model.optimizer.iterations.numpy() == 1 and model.compiled
+    model.fit(features, labels, epochs=1, verbose=0)
+    assert model.optimizer.iterations.numpy() == 2
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert getattr(loaded, "optimizer", None) is None and not loaded.compiled
 
 SAVE_SCRIPT = f"""
 import sys

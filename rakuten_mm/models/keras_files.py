@@ -1,9 +1,11 @@
 """Saving Keras models byte-for-byte reproducibly, so that DVC hashes only change with content."""
 
+import contextlib
 import json
 import re
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 import keras
 
@@ -35,11 +37,27 @@ def stable_keras_member(name: str, data: bytes) -> bytes:
     return data
 
 
+@contextlib.contextmanager
+def optimizer_detached(model: keras.Model) -> Iterator[keras.Model]:
+    """The model seen as uncompiled, without its optimizer, until the block ends."""
+    # Adam's two moments per weight were two thirds of the tf-idf head's file (56 MB against 19),
+    # read by every API start and reload and pushed to the remote, though nothing trains on from them.
+    # Rebuilding an uncompiled copy from its config would lose what is not a weight (the
+    # vocabularies of TextVectorization and StringLookup), so the saved model itself goes without.
+    optimizer, compiled = getattr(model, "optimizer", None), getattr(model, "compiled", False)
+    model.optimizer, model.compiled = None, False
+    try:
+        yield model
+    finally:
+        model.optimizer, model.compiled = optimizer, compiled
+
+
 def save_keras_model(model: keras.Model, path: str | Path) -> None:
-    """Save a .keras archive with fixed member timestamps and no save date."""
+    """Save a .keras archive of the model for inference, with fixed member timestamps and no save date."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / path.name
-        model.save(raw)
+        with optimizer_detached(model):
+            model.save(raw)
         rewrite_zip(raw, path, stable_keras_member)

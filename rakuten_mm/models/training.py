@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 from dvclive import Live
+from keras import ops
 from scipy import sparse
 
 from rakuten_mm.evaluation.metrics import weighted_f1
@@ -181,10 +182,34 @@ class ValidationF1(keras.callbacks.Callback):
             logs["val_f1_weighted"] = weighted_f1(self.labels, predicted)
 
 
+@keras.saving.register_keras_serializable(package="rakuten_mm")
+class FusedAdam(keras.optimizers.Adam):
+    """Keras' Adam, its update computed by TensorFlow's fused ApplyAdam kernel: one pass over each variable.
+
+    Keras' Adam runs about eight element-wise ops per variable, each a full pass over memory:
+    on the tf-idf head's 4.6M-weight kernel that was half of every training step. Same formula
+    (m, v, bias-corrected step, epsilon outside the square root), same hyper-parameters.
+    """
+
+    def update_step(self, gradient, variable, learning_rate):
+        """m, v and the variable updated in place by one ResourceApplyAdam."""
+        if self.amsgrad:
+            return super().update_step(gradient, variable, learning_rate)
+        dtype = variable.dtype
+        step = ops.cast(self.iterations + 1, dtype)
+        index = self._get_variable_index(variable)
+        beta_1, beta_2 = ops.cast(self.beta_1, dtype), ops.cast(self.beta_2, dtype)
+        tf.raw_ops.ResourceApplyAdam(
+            var=variable.handle, m=self._momentums[index].handle, v=self._velocities[index].handle,
+            beta1_power=ops.power(beta_1, step), beta2_power=ops.power(beta_2, step),
+            lr=ops.cast(learning_rate, dtype), beta1=beta_1, beta2=beta_2,
+            epsilon=ops.cast(self.epsilon, dtype), grad=ops.cast(gradient, dtype))
+
+
 def compile_classifier(model: keras.Model, params: dict) -> None:
-    """Adam at params.learning_rate on the sparse categorical cross-entropy."""
+    """Adam (fused) at params.learning_rate on the sparse categorical cross-entropy."""
     model.compile(
-        optimizer=keras.optimizers.Adam(params["learning_rate"]),
+        optimizer=FusedAdam(params["learning_rate"]),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )

@@ -80,20 +80,25 @@ def test_fused_adam_takes_the_steps_keras_adam_takes():
         np.testing.assert_allclose(mine, theirs, rtol=1e-4, atol=1e-6)
 
 
-def test_the_saved_model_holds_no_optimizer_state_and_training_goes_on_after_saving(tmp_path):
+def test_saved_models_hold_no_optimizer_and_training_goes_on_after_saving(tmp_path):
     features, labels = np.eye(4, dtype="float32"), np.arange(4) % 2
-    model = small_classifier(4, 2)
-    compile_classifier(model, {"learning_rate": 0.01})
-    model.fit(features, labels, epochs=1, verbose=0)
-    save_keras_model(model, tmp_path / "m.keras")
-    with zipfile.ZipFile(tmp_path / "m.keras") as archive:
-        weights = archive.read("model.weights.h5")
-    assert b"optimizer" not in weights and b"vars" in weights
-    assert model.optimizer.iterations.numpy() == 1 and model.compiled
-    model.fit(features, labels, epochs=1, verbose=0)
-    assert model.optimizer.iterations.numpy() == 2
-    loaded = keras.models.load_model(tmp_path / "m.keras")
-    assert getattr(loaded, "optimizer", None) is None and not loaded.compiled
+    head = small_classifier(4, 2)
+    compile_classifier(head, {"learning_rate": 0.01})
+    head.fit(features, labels, epochs=1, verbose=0)
+    inputs = keras.Input((4,))
+    wrapper = keras.Model(inputs, head(inputs))  # as the served image model wraps its trained head
+    for name, model in (("head", head), ("wrapper", wrapper)):
+        save_keras_model(model, tmp_path / f"{name}.keras")
+        with zipfile.ZipFile(tmp_path / f"{name}.keras") as archive:
+            weights, config = archive.read("model.weights.h5"), archive.read("config.json")
+        assert b"optimizer" not in weights and b"vars" in weights
+        assert b"FusedAdam" not in config
+        loaded = keras.models.load_model(tmp_path / f"{name}.keras")
+        assert getattr(loaded, "optimizer", None) is None and not loaded.compiled
+        np.testing.assert_allclose(np.asarray(loaded(features)), np.asarray(model(features)), atol=1e-6)
+    assert head.optimizer.iterations.numpy() == 1 and head.compiled
+    head.fit(features, labels, epochs=1, verbose=0)
+    assert head.optimizer.iterations.numpy() == 2
 
 SAVE_SCRIPT = f"""
 import sys

@@ -38,18 +38,22 @@ def stable_keras_member(name: str, data: bytes) -> bytes:
 
 
 @contextlib.contextmanager
-def optimizer_detached(model: keras.Model) -> Iterator[keras.Model]:
-    """The model seen as uncompiled, without its optimizer, until the block ends."""
+def optimizers_detached(model: keras.Model) -> Iterator[keras.Model]:
+    """The model and the models nested in it seen as uncompiled, without optimizers, until the block ends."""
     # Adam's two moments per weight were two thirds of the tf-idf head's file (56 MB against 19),
     # read by every API start and reload and pushed to the remote, though nothing trains on from them.
     # Rebuilding an uncompiled copy from its config would lose what is not a weight (the
     # vocabularies of TextVectorization and StringLookup), so the saved model itself goes without.
-    optimizer, compiled = getattr(model, "optimizer", None), getattr(model, "compiled", False)
-    model.optimizer, model.compiled = None, False
+    # Nested models count: the served image model wraps the trained (compiled) head.
+    models = [layer for layer in model._flatten_layers() if isinstance(layer, keras.Model)]
+    states = [(getattr(each, "optimizer", None), getattr(each, "compiled", False)) for each in models]
+    for each in models:
+        each.optimizer, each.compiled = None, False
     try:
         yield model
     finally:
-        model.optimizer, model.compiled = optimizer, compiled
+        for each, (optimizer, compiled) in zip(models, states):
+            each.optimizer, each.compiled = optimizer, compiled
 
 
 def save_keras_model(model: keras.Model, path: str | Path) -> None:
@@ -58,6 +62,6 @@ def save_keras_model(model: keras.Model, path: str | Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / path.name
-        with optimizer_detached(model):
+        with optimizers_detached(model):
             model.save(raw)
         rewrite_zip(raw, path, stable_keras_member)

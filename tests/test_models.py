@@ -53,7 +53,6 @@ def test_sequence_text_models_learn_a_trivial_task_and_reload_identically(kind, 
     np.testing.assert_allclose(np.asarray(keras.models.load_model(tmp_path / "m.keras")(probe)), probs, atol=1e-6)
 
 
-
 def small_classifier(n_features: int, n_classes: int) -> keras.Model:
     """A seeded two-layer dense classifier."""
     set_determinism(0)
@@ -99,6 +98,7 @@ def test_saved_models_hold_no_optimizer_and_training_goes_on_after_saving(tmp_pa
     assert head.optimizer.iterations.numpy() == 1 and head.compiled
     head.fit(features, labels, epochs=1, verbose=0)
     assert head.optimizer.iterations.numpy() == 2
+
 
 SAVE_SCRIPT = f"""
 import sys

@@ -117,7 +117,10 @@ def test_two_workers_serve_follow_the_rollout_command_and_export_shared_metrics(
            "RAKUTEN_API_ROLLOUT_CHECK_SECONDS": "0", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus"),
            # Every rollout command signs in: six of them within a minute pass the default 5/minute
            # sign-in limit, which tests/test_api_rate_limits.py checks; here it would only add waiting.
-           "RAKUTEN_API_TOKEN_RATE_LIMIT": "100/minute"}
+           "RAKUTEN_API_TOKEN_RATE_LIMIT": "100/minute",
+           # Reaching both workers takes as many new connections as the balancing needs; one CI run
+           # sent more than ten to one worker within a minute and met the default 10/minute limit.
+           "RAKUTEN_API_PREDICT_RATE_LIMIT": "1000/minute"}
     # Two workers, as `make serve` runs them.
     with running_server(env, tmp_path, workers=2) as base_url:
         check_a_token_and_a_prediction(base_url, user, user_password)

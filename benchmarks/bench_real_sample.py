@@ -38,6 +38,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from pipeline_utils import copy_repository, deep_merge, dotted_override  # noqa: E402
 from rakuten_mm.data.dataset import read_split_table  # noqa: E402
 from rakuten_mm.data.splitting import duplicate_groups, fitting_folds, grouped_folds, grouped_holdout  # noqa: E402
+from rakuten_mm.params import uses_image_features  # noqa: E402
 
 MODELS = ("text", "image", "baseline", "fusion")
 DATA_STAGES = ("import", "make_dataset")
@@ -83,7 +84,7 @@ def write_split(repo: Path, table: pd.DataFrame, names: np.ndarray, folds: np.nd
 def fold_stages(commands: dict[str, str], params: dict) -> list[str]:
     """The stages after split, in dvc.yaml order; image_features only when the image head reads it."""
     skip = {*DATA_STAGES, "split"}
-    if params["train_image"]["input"] != "features":
+    if not uses_image_features(params["train_image"]):
         skip.add("image_features")
     return [name for name in commands if name not in skip]
 

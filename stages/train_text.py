@@ -16,12 +16,13 @@ from rakuten_mm.models.classes import write_classes
 from rakuten_mm.models.crossfit import validation_mask, write_member_probs
 from rakuten_mm.models.determinism import set_determinism
 from rakuten_mm.models.device import device_summary
-from rakuten_mm.models.encoder import ENCODER_MODEL, PresetUnavailableError, uses_cached_embeddings
+from rakuten_mm.models.encoder import PresetUnavailableError
 from rakuten_mm.models.keras_files import save_keras_model
 from rakuten_mm.models.text_training import (
     SPLITS, encoder_training, out_of_fold_and_served, sequence_training, tfidf_training,
 )
 from rakuten_mm.models.training import EpochLogger, class_weights, fit_classifier
+from rakuten_mm.params import ENCODER_MODEL, uses_cached_embeddings
 from rakuten_mm.stage import start_stage
 
 log = logging.getLogger("train_text")

@@ -13,17 +13,11 @@ import tensorflow as tf
 from keras import layers, ops
 
 from rakuten_mm.models.text import text_tensor
-
-ENCODER_MODEL = "encoder"
+from rakuten_mm.params import ENCODER_MODEL
 
 
 class PresetUnavailableError(RuntimeError):
     """A KerasHub preset could not be loaded (offline, unknown name, incomplete folder)."""
-
-
-def uses_cached_embeddings(params: dict) -> bool:
-    """True for a frozen encoder (train_text params): its embeddings come from the text_features stage."""
-    return params["model"] == ENCODER_MODEL and not params["encoder"]["trainable"]
 
 
 def import_keras_hub():

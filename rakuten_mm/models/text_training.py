@@ -17,9 +17,7 @@ from rakuten_mm.categories import N_CLASSES
 from rakuten_mm.data.dataset import rows_of
 from rakuten_mm.features.tfidf import load_features
 from rakuten_mm.models.crossfit import held_out_only, validation_mask
-from rakuten_mm.models.encoder import (
-    build_encoder_head, build_text_encoder, load_text_model, string_batches, uses_cached_embeddings,
-)
+from rakuten_mm.models.encoder import build_encoder_head, build_text_encoder, load_text_model, string_batches
 from rakuten_mm.models.text import (
     adapt_vectorizer, assemble_text_model, build_featurizer, build_sequence_head, build_tfidf_head, text_tensor,
     vectorize,
@@ -28,6 +26,7 @@ from rakuten_mm.models.tfidf_head import cross_fit_and_refit, predict_tfidf_head
 from rakuten_mm.models.training import (
     array_batches, best_epoch, predict_probabilities, sparse_batches, training_batch_size,
 )
+from rakuten_mm.params import uses_cached_embeddings
 
 log = logging.getLogger("train_text")
 SPLITS = ("train", "val", "test")

@@ -30,14 +30,15 @@ def main() -> None:
     p = params["tfidf"]
     table = read_split_table(Path(args.dataset) / "labelled.csv")
     split = pd.read_csv(args.split, index_col="row")
-    texts = model_input_texts(table["title"], table["description"], p["max_description_chars"])
+    texts = model_input_texts(table["title"], table["description"], p["max_description_chars"], p["title_repeats"])
     started = time.perf_counter()
     featurizer, features = TfidfFeaturizer.fit_transform(texts, featurizer_rows(split, p["fit_on"]), p)
     log.info("featurized %d products in %.1f s: %d columns, %.0f non-zeros a row", len(texts),
              time.perf_counter() - started, features.shape[1], features.nnz / max(len(texts), 1))
     save_features(features, Path(args.features) / "labelled.npz")
     featurizer.save(Path(args.model) / "featurizer.skops")
-    write_json({"max_description_chars": p["max_description_chars"]}, Path(args.model) / "preprocessing.json")
+    write_json({key: p[key] for key in ("max_description_chars", "title_repeats")},
+               Path(args.model) / "preprocessing.json")
 
 
 if __name__ == "__main__":

@@ -7,10 +7,12 @@ import pytest
 from PIL import Image, ImageFile
 
 from api_support import product_jpeg
+from rakuten_mm.data.dataset import read_split_table
 from rakuten_mm.features.images import (
     ImageTooLargeError, UnreadableImageError, UnsupportedImageFormatError, decode_jpeg_scaled,
     preprocess_image_bytes,
 )
+from rakuten_mm.features.tfidf import load_features
 from rakuten_mm.models.predictor import MEMBERS, ProductClassifier, forward_in_chunks
 from rakuten_mm.models.training import sparse_batches
 from rakuten_mm.serving.config import IMAGE_FORMATS
@@ -38,6 +40,15 @@ def test_served_forward_passes_match_the_keras_models(classifier):
     np.testing.assert_allclose(forward_in_chunks(classifier.image_forward, pixels, 2),
                                np.asarray(classifier.image_model(pixels.astype(np.float32), training=False)),
                                atol=1e-6)
+
+
+def test_served_tfidf_rows_are_the_rows_the_pipeline_trained_on(classifier, tiny_pipeline):
+    repo, _ = tiny_pipeline
+    table = read_split_table(repo / "data" / "interim" / "labelled.csv").iloc[:60]
+    trained = load_features(repo / "data" / "features" / "tfidf" / "labelled.npz")[:60]
+    served = classifier.tfidf_rows(list(table["title"]), list(table["description"]))
+    assert served.shape == trained.shape and served.nnz > 0
+    np.testing.assert_allclose(served.toarray(), trained.toarray(), atol=1e-6)
 
 
 def test_one_product_gets_the_same_probabilities_alone_or_in_a_batch(classifier):

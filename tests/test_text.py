@@ -34,6 +34,11 @@ def test_model_input_lowercases_accented_capitals_and_truncates_description():
     assert model_input_text("Livre", "", 100) == "livre"
 
 
+def test_model_input_repeats_the_title_before_the_description():
+    assert model_input_text("Lampe LED", "Blanche", 100, title_repeats=2) == "lampe led . lampe led . blanche"
+    assert model_input_text("Lampe", "", 100, title_repeats=3) == "lampe . lampe . lampe"
+
+
 def test_real_descriptions_lose_all_html(real_sample):
     raw = read_features(real_sample / "X_train_update.csv")
     with_tags = raw["description"].dropna().str.contains(r"<\w+[^>]*>|&#?\w+;", regex=True)

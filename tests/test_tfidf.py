@@ -22,7 +22,8 @@ from rakuten_mm.models.text import build_tfidf_head, csr_matmul, dense_stack_for
 from rakuten_mm.models.training import sparse_batches
 
 PARAMS = {"word_ngrams": [1, 2], "char_ngrams": [3, 5], "min_df": 1, "word_max_features": 500,
-          "char_max_features": 2000, "sublinear_tf": True, "max_description_chars": 600}
+          "char_max_features": 2000, "sublinear_tf": True, "max_description_chars": 600,
+          "title_repeats": 1}
 TEXTS = ["piscine tubulaire ronde . pompe de filtration", "livre de poche, roman policier", "jouet en bois",
          "jeu vidéo ps4 édition collector", "chaise de jardin pliante", "piscine piscine piscine",
          "coque iphone 12 silicone", "lot de 3 livres anciens"]

@@ -32,17 +32,18 @@ def clean_text(raw) -> str:
     return _WHITESPACE.sub(" ", text).strip()
 
 
-def model_input_text(title: str, description: str, max_description_chars: int) -> str:
-    """Join a cleaned title and description into the lower-cased string the text models read."""
+def model_input_text(title: str, description: str, max_description_chars: int, title_repeats: int = 1) -> str:
+    """Join a cleaned title (title_repeats times) and description into the lower-cased string the models read."""
+    # A repeated title doubles its n-grams' term counts against a long description's.
     description = description[:max_description_chars]
-    joined = f"{title} . {description}" if description else title
+    joined = " . ".join([title] * title_repeats + ([description] if description else []))
     # Python lowercases accented capitals (É -> é); TensorFlow's lower() only handles ASCII.
     return joined.lower()
 
 
-def model_input_texts(titles, descriptions, max_description_chars: int) -> list[str]:
+def model_input_texts(titles, descriptions, max_description_chars: int, title_repeats: int = 1) -> list[str]:
     """Vectorised model_input_text over two aligned sequences of cleaned strings."""
     return [
-        model_input_text(title, description, max_description_chars)
+        model_input_text(title, description, max_description_chars, title_repeats)
         for title, description in zip(titles, descriptions, strict=True)
     ]

@@ -98,8 +98,9 @@ class ProductClassifier:
         """The shared featurizer's CSR rows for cleaned titles and descriptions (None without one)."""
         if self.featurizer is None:
             return None
-        return self.featurizer.transform(
-            model_input_texts(titles, descriptions, self.tfidf_config["max_description_chars"]))
+        # Model folders written before title_repeats existed joined the title once.
+        return self.featurizer.transform(model_input_texts(
+            titles, descriptions, self.tfidf_config["max_description_chars"], self.tfidf_config.get("title_repeats", 1)))
 
     def predict_text(self, titles, descriptions, tfidf_rows=None) -> np.ndarray:
         """Text-model probabilities: from the tf-idf rows for a tf-idf head, else from the cleaned strings."""

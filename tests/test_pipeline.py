@@ -142,8 +142,15 @@ def test_changing_fusion_method_reruns_only_fusion_and_evaluate(own_pipeline):
 
 def test_head_sweeps_on_frozen_features_reuse_features_and_data(own_pipeline):
     repo = own_pipeline
-    set_params(repo, train_image={"input": "features", "learning_rate": 0.01, "epochs": 3})
-    assert ran_stages(run(["dvc", "repro"], repo).stdout) == ["train_image", "train_fusion", "evaluate"]
+    features = repo / "data/features/image/labelled.npy"
+    # Nothing reads frozen features while the image model trains on pixels: none were computed.
+    assert np.load(features, mmap_mode="r").shape[1] == 0
+    set_params(repo, train_image={"input": "features", "epochs": 3})
+    stages = ["image_features", "train_image", "train_fusion", "evaluate"]
+    assert ran_stages(run(["dvc", "repro"], repo).stdout) == stages
+    assert np.load(features, mmap_mode="r").shape[1] > 0
+    set_params(repo, train_image={"learning_rate": 0.01})
+    assert ran_stages(run(["dvc", "repro"], repo).stdout) == stages[1:]
     # The served image model still takes pixels: the frozen extractor followed by the new head.
     classifier = ProductClassifier(repo / "models", members=["image"])
     images = np.load(repo / "data/interim/labelled_images.npy", mmap_mode="r")[:4]

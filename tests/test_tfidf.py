@@ -18,6 +18,7 @@ import pandas as pd
 from rakuten_mm.features.tfidf import TfidfFeaturizer, featurizer_rows, load_features, save_features
 from rakuten_mm.models.determinism import set_determinism
 from rakuten_mm.models.keras_files import save_keras_model
+from rakuten_mm.models.sklearn_files import save_sklearn_model
 from rakuten_mm.models.text import build_tfidf_head, csr_matmul, dense_stack_forward
 from rakuten_mm.models.training import sparse_batches
 
@@ -76,9 +77,23 @@ def test_features_and_featurizer_round_trip(tmp_path):
     featurizer, features = TfidfFeaturizer.fit_transform(TEXTS, np.arange(len(TEXTS)), PARAMS)
     save_features(features, tmp_path / "rows.npz")
     assert (load_features(tmp_path / "rows.npz") != features).nnz == 0
-    featurizer.save(tmp_path / "featurizer.skops")
+    folder = tmp_path / "models"  # does not exist yet: save creates it
+    featurizer.save(folder / "featurizer.skops")
+    # The terms are in the JSON file, not in the .skops one; saving leaves the featurizer whole.
+    assert "piscine" in (folder / "featurizer.vocabulary.json").read_text()
+    assert b"piscine" not in (folder / "featurizer.skops").read_bytes()
+    loaded = TfidfFeaturizer.load(folder / "featurizer.skops")
+    for probe in (["piscine ronde bleue"], TEXTS):
+        assert (loaded.transform(probe) != featurizer.transform(probe)).nnz == 0
+    assert loaded.union.transformer_list[1][1].vocabulary_ == featurizer.union.transformer_list[1][1].vocabulary_
+
+
+def test_a_featurizer_saved_whole_in_one_skops_file_still_loads(tmp_path):
+    # Model folders written before the vocabulary file (registered versions, rollout candidates).
+    featurizer, _ = TfidfFeaturizer.fit_transform(TEXTS, np.arange(len(TEXTS)), PARAMS)
+    save_sklearn_model(featurizer.union, tmp_path / "featurizer.skops")
     loaded = TfidfFeaturizer.load(tmp_path / "featurizer.skops")
-    assert (loaded.transform(["piscine ronde bleue"]) != featurizer.transform(["piscine ronde bleue"])).nnz == 0
+    assert (loaded.transform(TEXTS) != featurizer.transform(TEXTS)).nnz == 0
 
 
 SAVE_SCRIPT = """
@@ -99,6 +114,7 @@ def test_the_featurizer_saves_byte_identically_across_processes(tmp_path):
         subprocess.run([sys.executable, "-c", script, str(tmp_path / f"{name}.skops")], cwd=REPO_ROOT, check=True,
                        env={**os.environ, "PYTHONHASHSEED": seed}, timeout=120)
     assert (tmp_path / "a.skops").read_bytes() == (tmp_path / "b.skops").read_bytes()
+    assert (tmp_path / "a.vocabulary.json").read_bytes() == (tmp_path / "b.vocabulary.json").read_bytes()
 
 
 def test_csr_matmul_and_its_gradient_equal_the_dense_product():

@@ -8,6 +8,7 @@ float32 rounding (tests/test_tfidf.py).
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from itertools import repeat
 from pathlib import Path
@@ -122,21 +123,42 @@ class TfidfFeaturizer:
         return matrix
 
     def save(self, path: str | Path) -> None:
-        """Save the fitted union as a .skops file (no pickle) whose bytes depend on the fit only."""
+        """Save the fitted union as a .skops file (no pickle) and its vocabularies as JSON; bytes depend on the fit only."""
         for vectorizer in self.blocks:
             # An id() (a memory address) that build_analyzer() stores to skip re-checking the
             # stop words, which are None here: new at every run, so it never goes in the file.
             vars(vectorizer).pop("_stop_words_id", None)
         from rakuten_mm.models.sklearn_files import save_sklearn_model
 
-        save_sklearn_model(self.union, path)
+        # skops writes a dict entry by entry (the default run's 73,742 terms: 5.9 s to save,
+        # 2.4 s to load); a JSON list of each block's terms in column order takes milliseconds.
+        terms = [sorted(vocabulary, key=vocabulary.__getitem__) for vocabulary in self.vocabularies]
+        vocabulary_file(path).parent.mkdir(parents=True, exist_ok=True)
+        vocabulary_file(path).write_text(json.dumps(terms, ensure_ascii=False), encoding="utf-8")
+        for vectorizer in self.blocks:
+            del vectorizer.vocabulary_
+        try:
+            save_sklearn_model(self.union, path)
+        finally:
+            for vectorizer, vocabulary in zip(self.blocks, self.vocabularies, strict=True):
+                vectorizer.vocabulary_ = vocabulary
 
     @classmethod
     def load(cls, path: str | Path) -> "TfidfFeaturizer":
-        """Load a featurizer saved by save()."""
+        """Load a featurizer saved by save() (or, without a vocabulary file, one saved whole in the .skops)."""
         from rakuten_mm.models.sklearn_files import load_sklearn_model
 
-        return cls(load_sklearn_model(path))
+        union = load_sklearn_model(path)
+        if vocabulary_file(path).is_file():
+            terms = json.loads(vocabulary_file(path).read_text(encoding="utf-8"))
+            for (_, vectorizer), block_terms in zip(union.transformer_list, terms, strict=True):
+                vectorizer.vocabulary_ = {term: column for column, term in enumerate(block_terms)}
+        return cls(union)
+
+
+def vocabulary_file(featurizer_path: str | Path) -> Path:
+    """The JSON file of terms saved beside a featurizer's .skops file."""
+    return Path(featurizer_path).with_suffix(".vocabulary.json")
 
 
 def save_features(matrix: sparse.csr_matrix, path: str | Path) -> None:

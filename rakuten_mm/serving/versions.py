@@ -8,7 +8,7 @@ import yaml
 
 MODEL_STAGES = ("tfidf", "train_text", "train_image", "train_baseline", "train_fusion")
 MODEL_PARTS = ("tfidf", "text", "image", "baseline", "fusion")
-MODEL_FILES = ("tfidf/featurizer.skops", "tfidf/preprocessing.json",
+MODEL_FILES = ("tfidf/featurizer.skops", "tfidf/featurizer.vocabulary.json", "tfidf/preprocessing.json",
                "text/model.keras", "text/preprocessing.json", "text/classes.json",
                "image/model.keras", "image/preprocessing.json", "image/classes.json",
                "baseline/model.skops", "baseline/preprocessing.json", "baseline/classes.json",

@@ -38,7 +38,6 @@ sys.path.insert(0, str(REPO_ROOT))
 from pipeline_utils import copy_repository, deep_merge, dotted_override  # noqa: E402
 from rakuten_mm.data.dataset import read_split_table  # noqa: E402
 from rakuten_mm.data.splitting import duplicate_groups, fitting_folds, grouped_folds, grouped_holdout  # noqa: E402
-from rakuten_mm.params import uses_image_features  # noqa: E402
 
 MODELS = ("text", "image", "baseline", "fusion")
 DATA_STAGES = ("import", "make_dataset")
@@ -81,11 +80,9 @@ def write_split(repo: Path, table: pd.DataFrame, names: np.ndarray, folds: np.nd
     frame.to_csv(repo / "data" / "processed" / "split.csv")
 
 
-def fold_stages(commands: dict[str, str], params: dict) -> list[str]:
-    """The stages after split, in dvc.yaml order; image_features only when the image head reads it."""
+def fold_stages(commands: dict[str, str]) -> list[str]:
+    """The stages after split, in dvc.yaml order (image_features decides by itself whether to compute)."""
     skip = {*DATA_STAGES, "split"}
-    if not uses_image_features(params["train_image"]):
-        skip.add("image_features")
     return [name for name in commands if name not in skip]
 
 
@@ -245,7 +242,7 @@ def main() -> None:
         split_params = params["split"]
         folds_of_rows = fitting_folds(labels, groups, names, split_params["folds"], split_params["seed"])
         write_split(repo, table, names, folds_of_rows)
-        folds.append(run_fold(repo, commands, fold_stages(commands, params)))
+        folds.append(run_fold(repo, commands, fold_stages(commands)))
         print(f"fold {number}/{args.folds}: " + ", ".join(f"{m} {folds[-1]['test'][m]:.3f}" for m in MODELS)
               + f" (served: {folds[-1]['served']}, {folds[-1]['fold_seconds']:.0f} s; review: "
               + f"{share(folds[-1]['review']['test_coverage'])} filed at "

@@ -123,7 +123,7 @@ class TfidfFeaturizer:
         return matrix
 
     def save(self, path: str | Path) -> None:
-        """Save the fitted union as a .skops file (no pickle) and its vocabularies as JSON; bytes depend on the fit only."""
+        """Save the fitted union as a .skops file (no pickle) and its terms as JSON; bytes depend on the fit only."""
         for vectorizer in self.blocks:
             # An id() (a memory address) that build_analyzer() stores to skip re-checking the
             # stop words, which are None here: new at every run, so it never goes in the file.

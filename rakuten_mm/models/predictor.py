@@ -81,7 +81,8 @@ class ProductClassifier:
         if text_reads_tfidf or "baseline" in self.members:
             # One featurizer for both members: a product's text is featurized once per call.
             self.featurizer = TfidfFeaturizer.load(models_dir / "tfidf" / "featurizer.skops")
-            self.tfidf_config = read_json(models_dir / "tfidf" / "preprocessing.json")
+            # Model folders written before title_repeats existed joined the title once.
+            self.tfidf_config = {"title_repeats": 1, **read_json(models_dir / "tfidf" / "preprocessing.json")}
         if "text" in self.members:
             self.text_model = load_text_model(models_dir / "text" / "model.keras")
             # Traced once here (or run in SciPy for the tf-idf head); evaluate and the API both go
@@ -98,9 +99,9 @@ class ProductClassifier:
         """The shared featurizer's CSR rows for cleaned titles and descriptions (None without one)."""
         if self.featurizer is None:
             return None
-        # Model folders written before title_repeats existed joined the title once.
+        config = self.tfidf_config
         return self.featurizer.transform(model_input_texts(
-            titles, descriptions, self.tfidf_config["max_description_chars"], self.tfidf_config.get("title_repeats", 1)))
+            titles, descriptions, config["max_description_chars"], config["title_repeats"]))
 
     def predict_text(self, titles, descriptions, tfidf_rows=None) -> np.ndarray:
         """Text-model probabilities: from the tf-idf rows for a tf-idf head, else from the cleaned strings."""

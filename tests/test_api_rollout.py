@@ -11,7 +11,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from api_support import candidate_models, product_jpeg, running_api
 from pipeline_utils import REPO_ROOT
+from rakuten_mm.features.tfidf import TfidfFeaturizer
 from rakuten_mm.models.predictor import ProductClassifier
+from rakuten_mm.models.sklearn_files import save_sklearn_model
 from rakuten_mm.serving.deployment import ProductInput, routing_key, traffic_bucket
 from rakuten_mm.serving.rollout import (
     RolloutError, RolloutState, main as rollout_main, promoted, read_state, rolled_back, write_state,
@@ -172,6 +174,18 @@ def test_promote_and_rollback_change_the_version_that_answers(api, rollout, cand
     answers = batch(api, [{"designation": TITLE, "productid": i} for i in range(20)])
     assert {(p["model_version"], p["variant"]) for p in answers} == {(original, "current")}
     assert rollout("rollback") == 1  # nothing left to roll back to
+
+
+def test_a_candidate_whose_featurizer_keeps_its_terms_in_the_skops_file_is_served(api, rollout, candidate_dir,
+                                                                                    tmp_path):
+    # Folders written before the featurizer's terms moved to their own JSON file (registered versions).
+    older = candidate_models(candidate_dir, tmp_path / "older")
+    featurizer = TfidfFeaturizer.load(older / "tfidf" / "featurizer.skops")
+    (older / "tfidf" / "featurizer.vocabulary.json").unlink()
+    save_sklearn_model(featurizer.union, older / "tfidf" / "featurizer.skops")
+    assert rollout("set-candidate", str(older), "--share", "1.0") == 0
+    answers = batch(api, [{"designation": TITLE, "productid": i} for i in range(5)])
+    assert {p["variant"] for p in answers} == {"candidate"}
 
 
 def test_rollout_status_names_each_folder_with_its_version(api, rollout, candidate_dir, capsys):

@@ -8,11 +8,13 @@ import yaml
 
 MODEL_STAGES = ("tfidf", "train_text", "train_image", "train_baseline", "train_fusion")
 MODEL_PARTS = ("tfidf", "text", "image", "baseline", "fusion")
-MODEL_FILES = ("tfidf/featurizer.skops", "tfidf/featurizer.vocabulary.json", "tfidf/preprocessing.json",
+MODEL_FILES = ("tfidf/featurizer.skops", "tfidf/preprocessing.json",
                "text/model.keras", "text/preprocessing.json", "text/classes.json",
                "image/model.keras", "image/preprocessing.json", "image/classes.json",
                "baseline/model.skops", "baseline/preprocessing.json", "baseline/classes.json",
                "fusion/fusion.json")
+# Loaded when present: folders written before it keep the featurizer's terms inside its .skops file.
+OPTIONAL_MODEL_FILES = ("tfidf/featurizer.vocabulary.json",)
 # `dvc repro` writes the models to <repo>/models and their md5s to <repo>/dvc.lock.
 DVC_MODELS_FOLDER = "models"
 HASH_CHUNK_BYTES = 1 << 20
@@ -78,12 +80,17 @@ def lock_describing(models_dir: Path, default_dir: Path, default_lock: Path) -> 
     return beside if models_dir.name == DVC_MODELS_FOLDER and beside.is_file() else None
 
 
+def present_model_files(models_dir: Path) -> list[str]:
+    """The model files the API loads from this folder: the required ones and the optional ones it holds."""
+    return [*MODEL_FILES, *(name for name in OPTIONAL_MODEL_FILES if (models_dir / name).is_file())]
+
+
 def files_outs(models_dir: Path) -> dict[str, str]:
     """md5 of each part (text, image, baseline, fusion) over the bytes of its model files, keyed like dvc.lock's outs."""
-    outs = {}
+    outs, names = {}, present_model_files(models_dir)
     for part in MODEL_PARTS:
         digest = hashlib.md5()
-        for name in (n for n in MODEL_FILES if n.startswith(f"{part}/")):
+        for name in (n for n in names if n.startswith(f"{part}/")):
             digest.update(f"{name}\0".encode())
             with (models_dir / name).open("rb") as handle:
                 while chunk := handle.read(HASH_CHUNK_BYTES):
@@ -105,5 +112,5 @@ def identify_models(models_dir: Path, default_dir: Path, default_lock: Path) -> 
 
 def models_fingerprint(models_dir: Path) -> tuple:
     """Size and modification time of every model file: changes when a file is rewritten in place."""
-    stats = [(models_dir / name).stat() for name in MODEL_FILES]
+    stats = [(models_dir / name).stat() for name in present_model_files(models_dir)]
     return tuple((s.st_size, s.st_mtime_ns, s.st_ino) for s in stats)

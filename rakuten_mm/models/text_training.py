@@ -24,7 +24,7 @@ from rakuten_mm.models.text import (
 )
 from rakuten_mm.models.tfidf_head import cross_fit_and_refit, predict_tfidf_head
 from rakuten_mm.models.training import (
-    array_batches, best_epoch, predict_probabilities, sparse_batches, training_batch_size,
+    SparseRows, array_batches, best_epoch, predict_probabilities, sparse_batches, training_batch_size,
 )
 from rakuten_mm.params import uses_cached_embeddings
 
@@ -34,7 +34,7 @@ SPLITS = ("train", "val", "test")
 
 def tfidf_training(p: dict, labels: dict, rows: dict, tfidf_dir: str | Path) -> dict:
     """tfidf: a head on the tfidf stage's sparse rows; the head alone is the served model."""
-    features = load_features(Path(tfidf_dir) / "labelled.npz")
+    features = SparseRows(load_features(Path(tfidf_dir) / "labelled.npz"))
     batch_size = training_batch_size(len(labels["train"]), p)
     batches = {name: sparse_batches(features, labels[name], batch_size, shuffle_seed=p["seed"] if name == "train"
                                     else None, rows=rows[name]) for name in SPLITS}

@@ -8,7 +8,9 @@ from scipy import sparse
 from rakuten_mm.categories import N_CLASSES
 from rakuten_mm.models.crossfit import cross_fit, fitting_folds, fitting_rows
 from rakuten_mm.models.text import build_tfidf_head
-from rakuten_mm.models.training import class_weights, compile_classifier, predict_probabilities, sparse_batches
+from rakuten_mm.models.training import (
+    SparseRows, class_weights, compile_classifier, predict_probabilities, sparse_batches,
+)
 
 
 class RestartableHead:
@@ -30,7 +32,7 @@ class RestartableHead:
         """Every variable a fit changes: the model's (seed generators included) and the optimizer's."""
         return list(self.model.variables) + list(self.model.optimizer.variables)
 
-    def fit(self, features: sparse.csr_matrix, labels: np.ndarray, epochs: int, batch_size: int,
+    def fit(self, features: "sparse.csr_matrix | SparseRows", labels: np.ndarray, epochs: int, batch_size: int,
             rows: np.ndarray | None = None) -> keras.Model:
         """The head fitted from its start for a fixed number of epochs on the given rows (all when None)."""
         for variable, value in zip(self.state(), self.start):
@@ -41,14 +43,14 @@ class RestartableHead:
         return self.model
 
 
-def predict_tfidf_head(head: keras.Model, features: sparse.csr_matrix, batch_size: int,
+def predict_tfidf_head(head: keras.Model, features: "sparse.csr_matrix | SparseRows", batch_size: int,
                        rows: np.ndarray | None = None) -> np.ndarray:
     """Class probabilities of tf-idf rows (the given positions, all when None)."""
     return predict_probabilities(head, sparse_batches(features, None, batch_size, None, rows=rows))
 
 
-def tfidf_out_of_fold(features: sparse.csr_matrix, labels: np.ndarray, folds: np.ndarray, params: dict,
-                      epochs: int, batch_size: int, rows: np.ndarray | None = None,
+def tfidf_out_of_fold(features: "sparse.csr_matrix | SparseRows", labels: np.ndarray, folds: np.ndarray,
+                      params: dict, epochs: int, batch_size: int, rows: np.ndarray | None = None,
                       head: RestartableHead | None = None) -> np.ndarray:
     """Each row's probabilities from a head fitted on the other folds (epochs and batch size frozen).
 
@@ -64,8 +66,9 @@ def tfidf_out_of_fold(features: sparse.csr_matrix, labels: np.ndarray, folds: np
     return cross_fit(fit_predict, folds, N_CLASSES, "text")
 
 
-def cross_fit_and_refit(features: sparse.csr_matrix, labels: np.ndarray, split: pd.DataFrame, params: dict,
-                        epochs: int, batch_size: int, train_only: keras.Model) -> tuple[keras.Model, np.ndarray]:
+def cross_fit_and_refit(features: "sparse.csr_matrix | SparseRows", labels: np.ndarray, split: pd.DataFrame,
+                        params: dict, epochs: int, batch_size: int,
+                        train_only: keras.Model) -> tuple[keras.Model, np.ndarray]:
     """Out-of-fold probabilities of the train + validation rows, and the head to serve.
 
     The served head is refitted on train + validation for the epochs early stopping chose on the

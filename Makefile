@@ -3,15 +3,22 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
 # Airflow's own venv (make airflow-venv; see the end of this file).
 AIRFLOW_VENV ?= .venv-airflow
 AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
 
 .PHONY: run test setup clean-venv serve user
 
-$(STAMP): requirements.txt requirements-serve.txt requirements-dev.txt requirements-mlflow.txt requirements-encoder.txt
+# Two steps: what the pipeline and the API need (make run, make serve), then the test, MLflow and
+# encoder tools on top (make setup, make test): a newcomer's `make run` does not wait for those.
+$(RUN_STAMP): requirements.txt requirements-serve.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP) requirements-dev.txt requirements-mlflow.txt requirements-encoder.txt
 	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --no-deps -r requirements-encoder.txt
 	touch $(STAMP)
@@ -19,7 +26,7 @@ $(STAMP): requirements.txt requirements-serve.txt requirements-dev.txt requireme
 setup: $(STAMP)
 
 # The default pipeline, offline, on the synthetic sample.
-run: $(STAMP)
+run: $(RUN_STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" dvc repro
 
 # Test files are shared out whole between TEST_PROCESSES pytest-xdist workers (module fixtures
@@ -33,7 +40,7 @@ test: $(STAMP) $(AIRFLOW_STAMP)
 # The JSON request log replaces uvicorn's access log; forwarded headers are the app's business
 # (RAKUTEN_API_TRUSTED_PROXIES), not uvicorn's.
 WORKERS ?= 2
-serve: $(STAMP)
+serve: $(RUN_STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" uvicorn rakuten_mm.serving.main:app --host 127.0.0.1 --port 8000 --workers $(WORKERS) --no-access-log --no-proxy-headers
 
 # Add an API user: `make user NAME=alice` (prompts for the password); ADMIN=1 for an admin.

@@ -111,11 +111,21 @@ def sparse_batches(matrix: "sparse.csr_matrix | SparseRows", labels: np.ndarray 
     """
     table = matrix if isinstance(matrix, SparseRows) else SparseRows(matrix)
     positions = np.arange(table.shape[0]) if rows is None else np.asarray(rows)
-    data = tf.data.Dataset.from_tensor_slices(
-        positions.astype(np.int64) if labels is None else (positions.astype(np.int64), labels.astype(np.int32)))
-    if shuffle_seed is not None:
-        data = data.shuffle(len(positions), seed=shuffle_seed, reshuffle_each_iteration=True)
-    data = data.batch(batch_size)
+    epochs = itertools.count()
+
+    def generate():
+        # Only row positions (and labels) cross from Python: the rows are gathered by TensorFlow.
+        order = np.arange(len(positions))
+        if shuffle_seed is not None:
+            np.random.default_rng([shuffle_seed, next(epochs)]).shuffle(order)
+        for start in range(0, len(order), batch_size):
+            chosen = order[start:start + batch_size]
+            batch = positions[chosen].astype(np.int64)
+            yield (batch, labels[chosen].astype(np.int32)) if labels is not None else batch
+
+    spec = tf.TensorSpec((None,), tf.int64)
+    signature = (spec, tf.TensorSpec((None,), tf.int32)) if labels is not None else spec
+    data = tf.data.Dataset.from_generator(generate, output_signature=signature)
     data = data.map(table.gather) if labels is None else data.map(lambda ids, y: (table.gather(ids), y))
     return data.prefetch(tf.data.AUTOTUNE)
 

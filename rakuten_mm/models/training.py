@@ -80,9 +80,10 @@ def array_batches(array, rows: np.ndarray, labels: np.ndarray | None,
 class SparseRows:
     """A CSR matrix held once as TensorFlow ragged rows, from which batches gather their rows."""
 
-    # tf.data slicing and batching in C++: a Python generator of SparseTensors cost 17 ms a batch
-    # (row slicing, COO conversion, py_func) against a 28 ms training step. Held once, so that
-    # every split's and fold's batches read positions into it instead of copies (full size: 0.4 GB).
+    # A Python generator of SparseTensors cost 17 ms a batch (row slicing, COO conversion, py_func)
+    # against a 28 ms training step: now only a batch's row positions come from Python and
+    # TensorFlow gathers the rows. Held once, so that every split's and fold's batches read
+    # positions into it instead of copies (tf.data keeps each generator, and what it holds).
     def __init__(self, matrix: sparse.csr_matrix):
         matrix = sparse.csr_matrix(matrix, dtype=np.float32)
         if not matrix.has_sorted_indices:

@@ -51,19 +51,22 @@ def real_texts(data: Path, params: dict) -> tuple[list[str], np.ndarray]:
     return model_input_texts(titles, descriptions, params["max_description_chars"], params["title_repeats"]), labels
 
 
+def svm_probabilities(fitted, scored, labels: np.ndarray, svm_c: float) -> np.ndarray:
+    """A LinearSVC's decision values on the scored rows through a softmax at temperature 1/SVM_TEMPERATURE."""
+    return softmax(LinearSVC(C=svm_c).fit(fitted, labels).decision_function(scored) * SVM_TEMPERATURE, axis=1)
+
+
 def fold_probabilities(train: list[str], test: list[str], labels: np.ndarray, params: dict,
                        svm_c: float) -> dict[str, np.ndarray]:
     """Each single variant's class probabilities on the test texts (columns: sorted labels)."""
     union = build_tfidf_union(params)
     fitted, scored = union.fit_transform(train), union.transform(test)
     chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 6), sublinear_tf=True)
-    char_fitted, char_scored = chars.fit_transform(train), chars.transform(test)
     return {
-        "svm": softmax(LinearSVC(C=svm_c).fit(fitted, labels).decision_function(scored) * SVM_TEMPERATURE, 1),
+        "svm": svm_probabilities(fitted, scored, labels, svm_c),
         "logistic": LogisticRegression(C=20, max_iter=2000).fit(fitted, labels).predict_proba(scored),
         "complement_nb": ComplementNB(alpha=0.3).fit(fitted, labels).predict_proba(scored),
-        "svm_char_2_6": softmax(LinearSVC(C=svm_c).fit(char_fitted, labels).decision_function(char_scored)
-                                * SVM_TEMPERATURE, 1),
+        "svm_char_2_6": svm_probabilities(chars.fit_transform(train), chars.transform(test), labels, svm_c),
     }
 
 

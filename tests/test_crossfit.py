@@ -8,7 +8,7 @@ from scipy import sparse
 from rakuten_mm.models.crossfit import cross_fit, fitting_folds, fitting_rows, held_out_only, validation_mask
 from rakuten_mm.models.determinism import set_determinism
 from rakuten_mm.models.tfidf_head import RestartableHead, cross_fit_and_refit, predict_tfidf_head, tfidf_out_of_fold
-from rakuten_mm.models.training import sparse_batches
+from rakuten_mm.models.training import SparseBatches, SparseRows, sparse_batches
 
 HEAD = {"seed": 0, "dropout": 0.1, "hidden_units": 16, "learning_rate": 0.01, "class_weights": "none"}
 
@@ -56,11 +56,11 @@ def test_tfidf_out_of_fold_rows_do_not_depend_on_their_own_labels():
     features, labels = clustered_rows(200, seed=0)
     folds = np.arange(200) % 2
     set_determinism(0)
-    honest = tfidf_out_of_fold(features, labels, folds, HEAD, epochs=3, batch_size=32)
+    honest = tfidf_out_of_fold(RestartableHead(features, HEAD), labels, folds, epochs=3, batch_size=32)
     relabelled = labels.copy()
     relabelled[folds == 0] = (relabelled[folds == 0] + 1) % 27
     set_determinism(0)
-    again = tfidf_out_of_fold(features, relabelled, folds, HEAD, epochs=3, batch_size=32)
+    again = tfidf_out_of_fold(RestartableHead(features, HEAD), relabelled, folds, epochs=3, batch_size=32)
     # Equal up to float rounding (TensorFlow's sparse kernels differ in the last bits between fits).
     np.testing.assert_allclose(again[folds == 0], honest[folds == 0], rtol=1e-4, atol=1e-6)
     assert (honest.argmax(1) == labels).mean() > 0.3  # chance: 1/27
@@ -76,10 +76,20 @@ def test_only_a_refitted_head_learns_a_class_seen_in_validation_alone():
     labels[60:80] = 26
     features = sparse.csr_matrix(dense)
     set_determinism(0)
-    head, out_of_fold = cross_fit_and_refit(features, labels, split_table(100), {**HEAD, "refit": True}, 10, 16,
-                                            train_only=None)
+    head, out_of_fold = cross_fit_and_refit(RestartableHead(features, {**HEAD, "refit": True}), labels,
+                                            split_table(100), 10, 16)
     assert out_of_fold.shape == (80, 27)
     assert (predict_tfidf_head(head, features[60:80], 16).argmax(1) == 26).mean() > 0.5
+
+
+def test_without_refit_the_served_head_is_the_train_only_head_not_the_last_fold():
+    features, labels = clustered_rows(100, seed=1)
+    set_determinism(0)
+    restartable = RestartableHead(features, {**HEAD, "refit": False})
+    train_only = restartable.fit(labels[:60], 4, 16, rows=np.arange(60))  # what early stopping leaves
+    before = predict_tfidf_head(train_only, features, 16)
+    head, _ = cross_fit_and_refit(restartable, labels, split_table(100), 4, 16)
+    np.testing.assert_array_equal(predict_tfidf_head(head, features, 16), before)
 
 
 def test_batches_of_row_positions_are_the_batches_of_those_rows_sliced_out():
@@ -89,7 +99,10 @@ def test_batches_of_row_positions_are_the_batches_of_those_rows_sliced_out():
     rows = np.random.default_rng(4).permutation(60)[:37]
     labels = np.arange(37, dtype=np.int32)
     sliced = sparse_batches(matrix[rows], labels, 8, shuffle_seed=5)
-    positions = sparse_batches(matrix, labels, 8, shuffle_seed=5, rows=rows)
+    # One pipeline pointed at other rows first, then at these: their epochs count from the first again.
+    reused = SparseBatches(SparseRows(matrix), labelled=True)
+    list(reused.select(np.arange(60), np.zeros(60, np.int32), 16, shuffle_seed=5))
+    positions = reused.select(rows, labels, 8, shuffle_seed=5)
     for _ in range(2):  # two epochs: each reshuffles the same way
         pairs = list(zip(sliced, positions, strict=True))
         assert len(pairs) == 5
@@ -102,10 +115,11 @@ def test_a_restarted_head_fits_as_a_new_head_built_from_the_same_seed():
     features, labels = clustered_rows(120, seed=2)
     shuffled = np.random.default_rng(3).permutation(labels)
     set_determinism(0)
-    reused = RestartableHead(features.shape[1], HEAD)
-    reused.fit(features, shuffled, epochs=4, batch_size=16)  # moves weights, seeds and Adam's moments
-    after_restart = predict_tfidf_head(reused.fit(features, labels, epochs=2, batch_size=16), features, 16)
+    reused = RestartableHead(features, HEAD)
+    reused.fit(shuffled, epochs=4, batch_size=16)  # moves weights, seeds and Adam's moments
+    reused.fit(labels, epochs=2, batch_size=16)
+    after_restart = reused.predict(16)
     set_determinism(0)
-    new = RestartableHead(features.shape[1], HEAD)
-    from_new = predict_tfidf_head(new.fit(features, labels, epochs=2, batch_size=16), features, 16)
+    new = RestartableHead(features, HEAD)
+    from_new = predict_tfidf_head(new.fit(labels, epochs=2, batch_size=16), features, 16)
     np.testing.assert_allclose(after_restart, from_new, rtol=1e-4, atol=1e-6)

@@ -19,12 +19,12 @@ from rakuten_mm.features.tfidf import load_features
 from rakuten_mm.models.crossfit import held_out_only, validation_mask
 from rakuten_mm.models.encoder import build_encoder_head, build_text_encoder, load_text_model, string_batches
 from rakuten_mm.models.text import (
-    adapt_vectorizer, assemble_text_model, build_featurizer, build_sequence_head, build_tfidf_head, text_tensor,
+    adapt_vectorizer, assemble_text_model, build_featurizer, build_sequence_head, text_tensor,
     vectorize,
 )
-from rakuten_mm.models.tfidf_head import cross_fit_and_refit, predict_tfidf_head
+from rakuten_mm.models.tfidf_head import RestartableHead, cross_fit_and_refit
 from rakuten_mm.models.training import (
-    SparseRows, array_batches, best_epoch, predict_probabilities, sparse_batches, training_batch_size,
+    array_batches, best_epoch, predict_probabilities, sparse_batches, training_batch_size,
 )
 from rakuten_mm.params import uses_cached_embeddings
 
@@ -34,13 +34,13 @@ SPLITS = ("train", "val", "test")
 
 def tfidf_training(p: dict, labels: dict, rows: dict, tfidf_dir: str | Path) -> dict:
     """tfidf: a head on the tfidf stage's sparse rows; the head alone is the served model."""
-    features = SparseRows(load_features(Path(tfidf_dir) / "labelled.npz"))
+    # One compiled head and its pipelines for early stopping, the fold fits and the refit.
+    head = RestartableHead(load_features(Path(tfidf_dir) / "labelled.npz"), p)
     batch_size = training_batch_size(len(labels["train"]), p)
-    batches = {name: sparse_batches(features, labels[name], batch_size, shuffle_seed=p["seed"] if name == "train"
-                                    else None, rows=rows[name]) for name in SPLITS}
-    head = build_tfidf_head(features.shape[1], p, N_CLASSES)
-    return {"fitted": head, "featurizer": None, "batches": batches, "params": p, "batch_size": batch_size,
-            "cached_features": True, "features": features}
+    batches = {"train": head.training_batches(labels["train"], batch_size, rows["train"]),
+               "val": sparse_batches(head.features, labels["val"], batch_size, None, rows=rows["val"])}
+    return {"fitted": head.model, "featurizer": None, "batches": batches, "params": p, "batch_size": batch_size,
+            "cached_features": True, "restartable": head}
 
 
 def sequence_training(p: dict, texts: dict, labels: dict) -> dict:
@@ -105,10 +105,10 @@ def out_of_fold_and_served(parts: dict, p: dict, history, table: pd.DataFrame, s
     if p["model"] == "tfidf":
         epochs = best_epoch(history)
         log.info("early stopping chose %d epochs: cross-fitting and refitting with them", epochs)
-        head, out_of_fold = cross_fit_and_refit(parts["features"], table["label"].to_numpy(np.int32), split, p,
-                                                epochs, parts["batch_size"], parts["fitted"])
-        return head, out_of_fold, predict_tfidf_head(head, parts["features"], parts["batch_size"],
-                                                     rows=rows_of(split, "test"))
+        restartable = parts["restartable"]
+        head, out_of_fold = cross_fit_and_refit(restartable, table["label"].to_numpy(np.int32), split, epochs,
+                                                parts["batch_size"])
+        return head, out_of_fold, restartable.predict(parts["batch_size"], rows=rows_of(split, "test"))
     model = served_model(parts)
     validation = split_probabilities(parts, model, texts["val"], "val")
     return (model, held_out_only(validation, validation_mask(split), N_CLASSES),

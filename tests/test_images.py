@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from rakuten_mm.data.archive import write_stored_zip
+from rakuten_mm.features import images
 from rakuten_mm.features.images import (
     STATUS_MISSING,
     STATUS_OK,
@@ -88,14 +89,31 @@ def test_archive_rows_equal_single_image_preprocessing(mixed_archive, tmp_path):
             np.testing.assert_array_equal(row, preprocess_image_bytes(members[name], SIZE))
 
 
-def test_parallel_matches_sequential_bit_for_bit(mixed_archive, tmp_path):
+def test_parallel_matches_sequential_bit_for_bit(mixed_archive, tmp_path, monkeypatch):
     """Worker count and chunking never change a byte of the output."""
     zip_path, names, expected, _ = mixed_archive
+    monkeypatch.setattr(images, "MIN_IMAGES_PER_WORKER", 1)  # a pool for these few images
     sequential = preprocess_archive(zip_path, names, tmp_path / "seq.npy", SIZE, workers=1, chunk_size=4)
     parallel = preprocess_archive(zip_path, names, tmp_path / "par.npy", SIZE, workers=2, chunk_size=2)
     np.testing.assert_array_equal(sequential, expected)
     np.testing.assert_array_equal(parallel, expected)
     assert (tmp_path / "seq.npy").read_bytes() == (tmp_path / "par.npy").read_bytes()
+
+
+def test_few_images_are_preprocessed_without_starting_worker_processes(mixed_archive, tmp_path, monkeypatch):
+    """Starting spawned workers costs more than preprocessing a few hundred images in the caller."""
+    zip_path, names, expected, _ = mixed_archive
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("a process pool was started")
+
+    monkeypatch.setattr(images, "ProcessPoolExecutor", no_pool)
+    assert len(names) < 2 * images.MIN_IMAGES_PER_WORKER
+    np.testing.assert_array_equal(preprocess_archive(zip_path, names, tmp_path / "few.npy", SIZE, workers=2),
+                                  expected)
+    monkeypatch.setattr(images, "MIN_IMAGES_PER_WORKER", 1)
+    with pytest.raises(AssertionError, match="process pool"):
+        preprocess_archive(zip_path, names, tmp_path / "pool.npy", SIZE, workers=2, chunk_size=2)
 
 
 def test_damaged_zip_member_is_unreadable_not_fatal(tmp_path):

@@ -6,8 +6,9 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
+# sklearn.model_selection is imported by the two functions that split: it costs about a second of
+# start-up, and every stage that reads the dataset imports this module for its duplicate groups.
 _NOT_WORD = re.compile(r"\W+")
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,8 @@ def strata(labels: np.ndarray, minimum: int) -> np.ndarray:
 
 def grouped_holdout(labels: np.ndarray, groups: np.ndarray, size: float, seed: int) -> np.ndarray:
     """A boolean mask of about `size` of the rows, whole groups only, stratified on group labels."""
+    from sklearn.model_selection import train_test_split
+
     _, local = np.unique(groups, return_inverse=True)
     per_group = group_labels(labels, local)
     ids = np.arange(len(per_group))
@@ -73,6 +76,8 @@ def grouped_split(labels: np.ndarray, groups: np.ndarray, val_size: float, test_
 
 def grouped_folds(labels: np.ndarray, groups: np.ndarray, n_folds: int, seed: int) -> list[np.ndarray]:
     """Row positions of each test fold of a stratified k-fold that keeps groups whole."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
     folds = StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed)
     return [test for _, test in folds.split(np.zeros(len(labels)), labels, groups)]
 

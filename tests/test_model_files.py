@@ -19,6 +19,7 @@ from rakuten_mm.models.baseline import (
     TemperatureCalibratedSVC, all_class_scores, baseline_probabilities, build_baseline, fit_temperature,
     out_of_fold_scores, scores_to_probabilities, served_baseline,
 )
+from rakuten_mm.models import crossfit
 from rakuten_mm.models.classes import ClassMappingError, check_model_classes, write_classes
 from rakuten_mm.models.sklearn_files import UntrustedModelFileError, load_sklearn_model, save_sklearn_model
 
@@ -128,14 +129,27 @@ def test_the_out_of_fold_temperature_lowers_the_log_loss_of_rows_it_never_saw():
     assert held_out_log_loss(scores, fresh_labels, temperature) < held_out_log_loss(scores, fresh_labels, 1.0) - 0.3
 
 
-def test_folds_fitted_in_worker_processes_give_each_row_its_own_folds_scores():
+def test_folds_fitted_in_worker_processes_give_each_row_its_own_folds_scores(monkeypatch):
     features, labels = separable_rows(600, seed=3)
     folds = np.arange(600) % 5
+    monkeypatch.setattr(crossfit, "MIN_ROWS_FOR_WORKERS", 1)  # worker processes for these 600 rows
     side_by_side = out_of_fold_scores(PARAMS, features, labels, folds, 27)
     one_by_one = out_of_fold_scores({**PARAMS, "workers": 1}, features, labels, folds, 27)
     np.testing.assert_array_equal(side_by_side, one_by_one)
     fold_one = LinearSVC(C=PARAMS["C"], random_state=PARAMS["seed"]).fit(features[folds != 1], labels[folds != 1])
     np.testing.assert_allclose(side_by_side[folds == 1], fold_one.decision_function(features[folds == 1]), rtol=1e-6)
+
+
+def test_folds_of_few_rows_are_fitted_without_worker_processes(monkeypatch):
+    features, labels = separable_rows(600, seed=3)
+    started = []
+    parallel = crossfit.Parallel
+    monkeypatch.setattr(crossfit, "Parallel",
+                        lambda n_jobs, **kwargs: started.append(n_jobs) or parallel(n_jobs, **kwargs))
+    out_of_fold_scores(PARAMS, features, labels, np.arange(600) % 5, 27)
+    monkeypatch.setattr(crossfit, "MIN_ROWS_FOR_WORKERS", 600)
+    out_of_fold_scores(PARAMS, features, labels, np.arange(600) % 5, 27)
+    assert started == [1, PARAMS["workers"]]
 
 
 @pytest.mark.parametrize("refit", [True, False])

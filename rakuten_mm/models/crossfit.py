@@ -31,15 +31,22 @@ def validation_mask(split: pd.DataFrame) -> np.ndarray:
     return (split["split"].to_numpy() == "val")[split["fold"].to_numpy() >= 0]
 
 
+# A worker process imports scikit-learn before its first fit (1-2 s): folds of fewer rows are
+# fitted sooner one after the other in this process.
+MIN_ROWS_FOR_WORKERS = 2000
+
+
 def cross_fit(fit_predict: Callable[[np.ndarray, np.ndarray], np.ndarray], folds: np.ndarray, n_classes: int,
               name: str, workers: int = 1) -> np.ndarray:
     """Out-of-fold probabilities: fit_predict(fit positions, held-out positions) once per fold.
 
     workers > 1 fits folds side by side in worker processes (fit_predict and what it holds are
     pickled): for CPU-bound fits such as liblinear's, not for a Keras model reused across folds.
+    Under MIN_ROWS_FOR_WORKERS rows the folds are fitted in this process.
     """
     out_of_fold = np.full((len(folds), n_classes), np.nan, dtype=np.float32)
     held_out = [folds == fold for fold in np.unique(folds)]
+    workers = workers if len(folds) >= MIN_ROWS_FOR_WORKERS else 1
     # Processes, not threads: liblinear releases the GIL but draws from one random generator per
     # process, so threads interleave its draws and two runs differ in the last bits.
     fitted = Parallel(n_jobs=max(workers, 1), return_as="generator")(

@@ -44,10 +44,10 @@ ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP")
 # declaring more pixels (decompression bombs), or a longest side more than this many times the
 # shortest (a 40,000 x 1,000 image is 97.5 % padding once squared), makes the image unreadable.
 DEFAULT_MAX_PIXELS = 40_000_000
+DEFAULT_MAX_ASPECT_RATIO = 10.0
 # A spawned worker imports the stage's modules before its first image (1-2 s): fewer images than
 # this per worker are preprocessed faster in the calling process (~1.2 ms a real photo).
 MIN_IMAGES_PER_WORKER = 1500
-DEFAULT_MAX_ASPECT_RATIO = 10.0
 # A decoded image is box-averaged by an integer factor while its longest side stays at least this
 # many times the output size: the square canvas is then under (2 x 8 x size)² pixels (3 MB at 64 px)
 # and the result differs from the unshrunk one by ~1.5 grey levels on average (JPEG's 1/4-scale draft

@@ -32,8 +32,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from rakuten_mm.data.dataset import clean_table  # noqa: E402
 from rakuten_mm.data.raw_layout import LABEL_COLUMN, read_labelled  # noqa: E402
-from rakuten_mm.features.text import clean_text, model_input_texts  # noqa: E402
+from rakuten_mm.features.text import model_input_texts  # noqa: E402
 from rakuten_mm.features.tfidf import build_tfidf_union  # noqa: E402
 from run_info import commit, machine  # noqa: E402
 
@@ -44,11 +45,10 @@ SVM_TEMPERATURE = 5.0
 
 def real_texts(data: Path, params: dict) -> tuple[list[str], np.ndarray]:
     """The model input strings and product type codes of the labelled rows."""
-    table = read_labelled(data / "X_train_update.csv", data / "Y_train_CVw08PX.csv")
-    labels = table[LABEL_COLUMN].to_numpy()
-    titles = [clean_text(text) for text in table["designation"].fillna("")]
-    descriptions = [clean_text(text) for text in table["description"].fillna("")]
-    return model_input_texts(titles, descriptions, params["max_description_chars"], params["title_repeats"]), labels
+    table = clean_table(read_labelled(data / "X_train_update.csv", data / "Y_train_CVw08PX.csv"))
+    texts = model_input_texts(table["title"], table["description"], params["max_description_chars"],
+                              params["title_repeats"])
+    return texts, table[LABEL_COLUMN].to_numpy()
 
 
 def svm_probabilities(fitted, scored, labels: np.ndarray, svm_c: float) -> np.ndarray:

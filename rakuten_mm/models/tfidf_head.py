@@ -38,7 +38,6 @@ class RestartableHead:
 
     def training_batches(self, labels: np.ndarray, batch_size: int, rows: np.ndarray | None = None) -> tf.data.Dataset:
         """Training batches of the given feature rows (all when None), reshuffled each epoch from params.seed."""
-        rows = np.arange(self.features.shape[0]) if rows is None else rows
         return self.training.select(rows, labels, batch_size, self.params["seed"])
 
     def fit(self, labels: np.ndarray, epochs: int, batch_size: int, rows: np.ndarray | None = None) -> keras.Model:
@@ -52,7 +51,6 @@ class RestartableHead:
 
     def predict(self, batch_size: int, rows: np.ndarray | None = None) -> np.ndarray:
         """Class probabilities of the given feature rows (all when None) by the head as it stands."""
-        rows = np.arange(self.features.shape[0]) if rows is None else rows
         return predict_probabilities(self.model, self.predicting.select(rows, None, batch_size, None))
 
 

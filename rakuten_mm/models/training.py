@@ -116,12 +116,13 @@ class SparseBatches:
         data = tf.data.Dataset.from_generator(self._positions, output_signature=signature)
         data = data.map(lambda ids, y: (table.gather(ids), y)) if labelled else data.map(table.gather)
         self.data = data.prefetch(tf.data.AUTOTUNE)
+        self.n_rows = table.shape[0]
         self.select(np.arange(0), np.arange(0, dtype=np.int32) if labelled else None, 1, None)
 
-    def select(self, rows: np.ndarray, labels: np.ndarray | None, batch_size: int,
+    def select(self, rows: np.ndarray | None, labels: np.ndarray | None, batch_size: int,
                shuffle_seed: int | None) -> tf.data.Dataset:
-        """The pipeline, now batching these table rows (labels aligned with them); epochs count from 0 again."""
-        self.rows, self.labels = np.asarray(rows), labels
+        """The pipeline, now batching these table rows (all when None), labels aligned; epochs restart at 0."""
+        self.rows, self.labels = np.arange(self.n_rows) if rows is None else np.asarray(rows), labels
         self.batch_size, self.shuffle_seed = batch_size, shuffle_seed
         self.epochs = itertools.count()
         return self.data
@@ -147,8 +148,7 @@ def sparse_batches(matrix: "sparse.csr_matrix | SparseRows", labels: np.ndarray 
     reshuffles the rows in a new but reproducible order.
     """
     table = matrix if isinstance(matrix, SparseRows) else SparseRows(matrix)
-    positions = np.arange(table.shape[0]) if rows is None else np.asarray(rows)
-    return SparseBatches(table, labels is not None).select(positions, labels, batch_size, shuffle_seed)
+    return SparseBatches(table, labels is not None).select(rows, labels, batch_size, shuffle_seed)
 
 
 def training_batch_size(n_rows: int, params: dict) -> int:

@@ -3,8 +3,11 @@ sweep queued on a copy of the tiny pipeline, reported on the validation metric."
 
 import csv
 import io
+import os
 import re
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -12,7 +15,7 @@ import yaml
 
 from pipeline_utils import copy_checkout, run
 from rakuten_mm.tracking.sweep_report import split_metric
-from rakuten_mm.tracking.sweeps import DEFAULT_METRIC, combinations
+from rakuten_mm.tracking.sweeps import DEFAULT_METRIC, combinations, run_command
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 METRIC_KEY = split_metric(DEFAULT_METRIC)[1]
@@ -28,6 +31,21 @@ def test_combinations_is_the_cross_product_in_file_order():
         ["train_text.model=cnn", "train_fusion.method=stacking"],
     ]
     assert combinations({"a": 1}) == [["a=1"]]
+
+
+def test_a_command_s_output_is_read_while_a_daemon_it_started_still_holds_it():
+    # `dvc queue start` returns at once but leaves worker daemons holding its stdout and stderr.
+    result = {}
+    reader = threading.Thread(target=lambda: result.update(output=run_command(["sh", "-c", "sleep 600 & echo $!"])),
+                              daemon=True)
+    reader.start()
+    reader.join(60)
+    assert not reader.is_alive(), "run_command waited for the daemon that holds the command's output"
+    daemon = int(result["output"])
+    try:
+        os.kill(daemon, 0)  # still running: the output was read before it let go of it
+    finally:
+        os.kill(daemon, signal.SIGTERM)
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -43,8 +44,15 @@ def run_command(args: list[str], cwd: Path | str | None = None, stream: bool = F
         result = subprocess.run(args, cwd=cwd, env=env, stdin=subprocess.DEVNULL)
         output = ""
     else:
-        result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-        output = result.stdout + result.stderr
+        # Files, not pipes: `dvc queue start` forks worker daemons that inherit its stdout and
+        # stderr, and reading pipes waits for their last holder to exit (a worker that hung once
+        # the queue emptied held a sweep for minutes after its experiments had finished).
+        with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
+            result = subprocess.run(args, cwd=cwd, env=env, stdout=stdout, stderr=stderr, text=True,
+                                    stdin=subprocess.DEVNULL)
+            stdout.seek(0)
+            stderr.seek(0)
+            output = stdout.read() + stderr.read()
     if result.returncode != 0:
         # The head of the command only: a clone's URL may carry a token (the worker redacts it too).
         raise CommandError(f"{' '.join(args[:5])} ... failed ({result.returncode}):\n{output[-4000:]}")

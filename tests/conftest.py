@@ -51,14 +51,27 @@ def tiny_pipeline(tmp_path_factory) -> tuple[Path, str]:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the real-sample tests (so that CI can deselect them by name); files with slow tests first.
+    """Mark the real-sample tests (so that CI can deselect them by name); order the files for two workers.
 
-    `make test` hands whole files to its xdist workers in this order: the long files start first
-    instead of leaving one worker busy with them at the end.
+    `make test` hands whole files to its xdist workers in this order. The first file that needs the
+    tiny pipeline starts its build; the files that do not need it come next, so that the other
+    worker runs them instead of waiting about a minute for the build; then the long files, so that
+    they do not leave one worker busy with them at the end; then the rest.
     """
     for item in items:
         if "real_sample" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.real_sample)
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    pipeline_files = {item.path for item in items if "tiny_pipeline" in getattr(item, "fixturenames", ())}
+    builder = next((item.path for item in items if item.path in slow_files & pipeline_files), None)
+
+    def rank(item: pytest.Item) -> int:
+        """0: the build's file, 1: files without the pipeline, 2: slow files, 3: the rest."""
+        if item.path == builder:
+            return 0
+        if item.path not in pipeline_files:
+            return 1
+        return 2 if item.path in slow_files else 3
+
     # A stable sort keeps every file's tests in their usual order.
-    items.sort(key=lambda item: item.path not in slow_files)
+    items.sort(key=rank)

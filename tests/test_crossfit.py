@@ -7,10 +7,15 @@ from scipy import sparse
 
 from rakuten_mm.models.crossfit import cross_fit, fitting_folds, fitting_rows, held_out_only, validation_mask
 from rakuten_mm.models.determinism import set_determinism
-from rakuten_mm.models.tfidf_head import RestartableHead, cross_fit_and_refit, predict_tfidf_head, tfidf_out_of_fold
-from rakuten_mm.models.training import SparseBatches, SparseRows, sparse_batches
+from rakuten_mm.models.tfidf_head import RestartableHead, cross_fit_and_refit, tfidf_out_of_fold
+from rakuten_mm.models.training import SparseBatches, SparseRows, predict_probabilities, sparse_batches
 
 HEAD = {"seed": 0, "dropout": 0.1, "hidden_units": 16, "learning_rate": 0.01, "class_weights": "none"}
+
+
+def predict_tfidf_head(head, features: sparse.csr_matrix, batch_size: int) -> np.ndarray:
+    """A fitted head's class probabilities of every row of features."""
+    return predict_probabilities(head, sparse_batches(features, None, batch_size, None))
 
 
 def clustered_rows(n_rows: int, seed: int) -> tuple[sparse.csr_matrix, np.ndarray]:

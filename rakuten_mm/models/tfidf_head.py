@@ -10,7 +10,7 @@ from rakuten_mm.categories import N_CLASSES
 from rakuten_mm.models.crossfit import cross_fit, fitting_folds, fitting_rows
 from rakuten_mm.models.text import build_tfidf_head
 from rakuten_mm.models.training import (
-    SparseBatches, SparseRows, class_weights, compile_classifier, predict_probabilities, sparse_batches,
+    SparseBatches, SparseRows, class_weights, compile_classifier, predict_probabilities,
 )
 
 
@@ -52,12 +52,6 @@ class RestartableHead:
     def predict(self, batch_size: int, rows: np.ndarray | None = None) -> np.ndarray:
         """Class probabilities of the given feature rows (all when None) by the head as it stands."""
         return predict_probabilities(self.model, self.predicting.select(rows, None, batch_size, None))
-
-
-def predict_tfidf_head(head: keras.Model, features: "sparse.csr_matrix | SparseRows", batch_size: int,
-                       rows: np.ndarray | None = None) -> np.ndarray:
-    """Class probabilities of tf-idf rows (the given positions, all when None)."""
-    return predict_probabilities(head, sparse_batches(features, None, batch_size, None, rows=rows))
 
 
 def tfidf_out_of_fold(head: RestartableHead, labels: np.ndarray, folds: np.ndarray, epochs: int, batch_size: int,
